@@ -1,0 +1,81 @@
+"""Tiny synthetic footage for tests: moving shapes on a textured background, written as real
+video files (through the bundled ffmpeg) or numbered frame folders."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+
+def background(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A smooth random texture, (h, w, 3) uint8, so motion is visible and codecs behave."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(40, 200, size=(max(2, h // 8), max(2, w // 8), 3)).astype(np.float32)
+    import cv2
+
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 255).astype(np.uint8)
+
+
+def moving_square(
+    n: int, h: int = 64, w: int = 96, size: int = 16, vx: float = 2.0, vy: float = 0.0,
+    x0: float = 8.0, y0: float = 20.0, seed: int = 0, color=(250, 30, 30),
+) -> list[np.ndarray]:
+    """`n` frames of a square moving by (vx, vy) pixels per frame over a fixed background."""
+    bg = background(h, w, seed)
+    frames = []
+    for i in range(n):
+        f = bg.copy()
+        x, y = int(round(x0 + vx * i)), int(round(y0 + vy * i))
+        f[max(0, y):max(0, y + size), max(0, x):max(0, x + size)] = color
+        frames.append(f)
+    return frames
+
+
+def scene_cut_frames(n_per_scene: int, scenes: int = 2, h: int = 64, w: int = 96) -> list:
+    """Scenes of `n_per_scene` frames each, on unrelated backgrounds (hard cuts between)."""
+    out = []
+    for s in range(scenes):
+        out += moving_square(n_per_scene, h, w, seed=100 + s, color=(30, 30 + 80 * s, 250))
+    return out
+
+
+def write_video(path: str | Path, frames: list[np.ndarray], fps: float = 10.0,
+                audio: bool = False, codec: str = "libx264", crf: int = 12) -> Path:
+    """Encode RGB frames to a video file with the bundled ffmpeg (optionally a sine audio track)."""
+    import imageio_ffmpeg
+
+    path = Path(path)
+    h, w = frames[0].shape[:2]
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-"]
+    if audio:
+        dur = len(frames) / fps
+        cmd += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={dur}"]
+    if codec == "libx264":
+        cmd += ["-c:v", "libx264", "-crf", str(crf), "-preset", "ultrafast"]
+        if w % 2 == 0 and h % 2 == 0:
+            cmd += ["-pix_fmt", "yuv420p"]
+        else:
+            cmd += ["-pix_fmt", "yuv444p"]
+    else:
+        cmd += ["-c:v", codec]
+    if audio:
+        cmd += ["-c:a", "aac", "-shortest"]
+    cmd += [str(path)]
+    data = b"".join(np.ascontiguousarray(f).tobytes() for f in frames)
+    subprocess.run(cmd, input=data, check=True)
+    return path
+
+
+def write_frames(folder: str | Path, frames: list[np.ndarray], ext: str = ".png",
+                 start: int = 1) -> Path:
+    """Write numbered frames `000001.png`, ... into `folder`."""
+    import cv2
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i + start:06d}{ext}"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    return folder

@@ -1,0 +1,92 @@
+"""Checkpoints: written atomically, loaded with `weights_only=True`, carrying their own config.
+
+Layout (a plain dict, every value a tensor, primitive, list or dict of those):
+    format: "vinterp-checkpoint"        version: FORMAT_VERSION
+    model_config: dict (ModelConfig)   train_config: dict (TrainConfig) or None
+    generator: state_dict               discriminator: state_dict or None
+    optim_G, optim_D: optimizer state_dicts or None
+    epoch: int (epochs completed)      step: int (optimizer steps completed)
+    rng: dict of RNG states or None    extra: dict (free-form metadata, e.g. metrics)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vinterp.config import ModelConfig, TrainConfig, from_dict, to_dict
+
+FORMAT = "vinterp-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint that is missing, corrupt, foreign or incompatible; the message is one line."""
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write `state` (see module docstring) to `path` atomically: temp file, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    full = {"format": FORMAT, "version": FORMAT_VERSION, **state}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(full, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load and validate a checkpoint; raise `CheckpointError` with a one-line reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path} is not a readable vinterp checkpoint (corrupt or foreign file: {first[:120]})"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a vinterp checkpoint (no '{FORMAT}' marker); "
+            "train one with `vinterp train`"
+        )
+    version = state.get("version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {version}; this vinterp reads up to "
+            f"{FORMAT_VERSION}: upgrade vinterp"
+        )
+    try:
+        state["model_config"] = from_dict(ModelConfig, state["model_config"])
+        if state.get("train_config") is not None:
+            state["train_config"] = from_dict(TrainConfig, state["train_config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path} has an invalid config: {e}") from None
+    if "generator" not in state:
+        raise CheckpointError(f"{path} holds no generator weights")
+    return state
+
+
+def model_state(model_config: ModelConfig, generator: dict, **rest: Any) -> dict[str, Any]:
+    """A checkpoint dict for `save_checkpoint` with the config stored as a plain dict."""
+    out: dict[str, Any] = {"model_config": to_dict(model_config), "generator": generator}
+    tc = rest.pop("train_config", None)
+    out["train_config"] = to_dict(tc) if isinstance(tc, TrainConfig) else tc
+    out.update(rest)
+    return out
