@@ -1,4 +1,4 @@
-import os
+
 import sys
 from pathlib import Path
 
@@ -19,4 +19,3 @@ def shared_data() -> Path:
     return SHARED
 
 
-os.environ.setdefault("VINTERP_NO_PROGRESS", "1")
