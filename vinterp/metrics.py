@@ -25,7 +25,9 @@ def _gaussian(size: int, sigma: float, device, dtype) -> torch.Tensor:
     return g / g.sum()
 
 
-def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def ssim(
+    pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: float = 1.5
+) -> torch.Tensor:
     """Structural similarity, `(B,)`; inputs `(B, C, H, W)` in [0, 1], H and W >= `window`."""
     pred, target = pred.float(), target.float()
     c = pred.shape[1]
