@@ -79,3 +79,29 @@ def write_frames(folder: str | Path, frames: list[np.ndarray], ext: str = ".png"
     for i, f in enumerate(frames):
         cv2.imwrite(str(folder / f"{i + start:06d}{ext}"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
     return folder
+
+
+def write_prepared(root: str | Path, sequences: dict, inbetweens: int = 5, stride: int = 1,
+                   step: int = 1) -> Path:
+    """Write a dataset in `vinterp prepare`'s format directly (for tests of training only):
+    `sequences` maps name -> (list of frames, "train" | "val")."""
+    import json
+
+    root = Path(root)
+    (root / "frames").mkdir(parents=True, exist_ok=True)
+    seqs, windows = [], []
+    span = (inbetweens + 1) * step
+    for name, (frames, split) in sequences.items():
+        arr = np.stack(frames)
+        np.save(root / "frames" / f"{name}.npy", arr)
+        seqs.append({"name": name, "source": name, "split": split, "fps": 10.0,
+                     "frames": len(frames), "height": arr.shape[1], "width": arr.shape[2],
+                     "file": f"frames/{name}.npy"})
+        for start in range(0, len(frames) - span, stride):
+            windows.append({"seq": name, "start": start, "step": step, "split": split,
+                            "weight": 1.0})
+    manifest = {"format": "vinterp-prepared", "version": 1, "config": {},
+                "inbetweens": inbetweens, "sequences": seqs, "windows": windows,
+                "dropped": {}, "summary": {}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root

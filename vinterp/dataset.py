@@ -1,0 +1,147 @@
+"""Training windows from a dataset written by `vinterp prepare`.
+
+A window is `n_in + n_out` frames (default 7) of one stored sequence at indices
+`start + k * step`. Frames are uint8 `.npy` arrays read through a memory map, so a window costs
+a crop-sized copy, not a decode. Augmentation is identical for every frame of a window (same
+crop, same flip) and deterministic given (seed, epoch, index), which makes resumed runs replay
+the exact same batches.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+MANIFEST = "manifest.json"
+
+
+class DatasetError(Exception):
+    """A prepared dataset that is missing or unusable; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Window:
+    seq: str
+    start: int
+    step: int
+    split: str
+    weight: float = 1.0
+
+
+def load_manifest(root: str | Path) -> dict:
+    """Read and check `<root>/manifest.json`; raises `DatasetError` with what to do."""
+    root = Path(root)
+    path = root / MANIFEST
+    if not path.is_file():
+        raise DatasetError(
+            f"no prepared dataset at {root} (missing {MANIFEST}); run `vinterp prepare PATH` "
+            "first or pass --data"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DatasetError(f"{path} is not readable JSON ({e}); rerun `vinterp prepare`") from None
+    if manifest.get("format") != "vinterp-prepared":
+        raise DatasetError(f"{path} is not a vinterp dataset manifest; rerun `vinterp prepare`")
+    return manifest
+
+
+class WindowDataset(Dataset):
+    """Windows of one split of a prepared dataset.
+
+    Item: `(clip, weight)`: clip `(T*3, H, W)` float32 in [-1, 1], frames in temporal order
+    (endpoint 0, in-betweens, endpoint 1) stacked on channels; weight a float32 scalar.
+    With `crop=None` frames keep their stored size and no augmentation is applied.
+    """
+
+    def __init__(self, root: str | Path, split: str, window: int, crop: int | None = None,
+                 flip: bool = False, reverse: bool = False, seed: int = 0):
+        self.root = Path(root)
+        manifest = load_manifest(self.root)
+        stored = int(manifest.get("inbetweens", 5)) + 2
+        if stored != window:
+            raise DatasetError(
+                f"{self.root} holds {stored}-frame windows but the model needs {window}; "
+                f"prepare with --inbetweens {window - 2}"
+            )
+        self.files = {s["name"]: self.root / s["file"] for s in manifest["sequences"]}
+        self.sizes = {s["name"]: (s["height"], s["width"]) for s in manifest["sequences"]}
+        self.windows = [
+            Window(w["seq"], w["start"], w["step"], w["split"], float(w.get("weight", 1.0)))
+            for w in manifest["windows"] if w["split"] == split
+        ]
+        self.window, self.crop, self.flip, self.reverse = window, crop, flip, reverse
+        self.seed, self.epoch = seed, 0
+        self._arrays: dict[str, np.ndarray] = {}
+        if crop is not None:
+            small = [n for n, (h, w) in self.sizes.items() if min(h, w) < crop]
+            if small:
+                raise DatasetError(
+                    f"sequence {small[0]} is smaller than the {crop}px crop; use a smaller "
+                    "--crop or prepare with a larger --size"
+                )
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def frames(self, index: int) -> np.ndarray:
+        """The raw window, `(T, H, W, 3)` uint8 RGB (a view into the memory map)."""
+        w = self.windows[index]
+        arr = self._arrays.get(w.seq)
+        if arr is None:  # opened lazily so DataLoader workers each map their own file
+            arr = self._arrays[w.seq] = np.load(self.files[w.seq], mmap_mode="r")
+        return arr[w.start : w.start + w.step * (self.window - 1) + 1 : w.step]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        clip = self.frames(index)
+        if self.crop is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            _, h, w, _ = clip.shape
+            y = int(rng.integers(0, h - self.crop + 1))
+            x = int(rng.integers(0, w - self.crop + 1))
+            clip = clip[:, y : y + self.crop, x : x + self.crop]
+            if self.flip and rng.random() < 0.5:
+                clip = clip[:, :, ::-1]
+            if self.reverse and rng.random() < 0.5:
+                clip = clip[::-1]
+        t = torch.from_numpy(np.array(clip))  # (T, h, w, 3) uint8, a copy off the memory map
+        t = t.permute(0, 3, 1, 2).reshape(-1, t.shape[1], t.shape[2]).float() / 127.5 - 1.0
+        return t, torch.tensor(self.windows[index].weight, dtype=torch.float32)
+
+
+class EpochSampler(Sampler[int]):
+    """A shuffled order fixed by (seed, epoch), sharded by rank, resumable mid-epoch.
+
+    Every rank draws the same permutation and keeps `perm[rank::world]` (padded by wrapping so
+    ranks see equal counts, as DistributedSampler does); `skip` drops the first items of this
+    rank's share, for resuming inside an epoch.
+    """
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.seed, self.rank, self.world = n, seed, rank, world
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def per_rank(self) -> int:
+        return -(-self.n // self.world)
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        total = self.per_rank() * self.world
+        perm = (perm * (total // max(1, self.n) + 1))[:total]
+        return iter(perm[self.rank :: self.world][self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, self.per_rank() - self.skip)
