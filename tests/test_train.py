@@ -80,7 +80,7 @@ def test_validation_metrics_and_strips_are_written(dataset, tmp_path):
     assert {"psnr", "ssim", "blend_psnr", "blend_ssim", "epoch", "step"} <= m.keys()
     assert 5 < m["blend_psnr"] < 60 and -1 <= m["ssim"] <= 1
     strips = sorted((tmp_path / "run" / "strips").glob("*.png"))
-    assert [p.name for p in strips] == ["epoch_001.png", "epoch_002.png"]
+    assert [p.name for p in strips] == ["step_000003.png", "step_000006.png"]  # 6 windows, batch 2
     from PIL import Image
 
     im = Image.open(strips[0])

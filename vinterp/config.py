@@ -23,14 +23,17 @@ class ModelConfig:
 
     n_in: int = 2  # endpoints given to the generator
     n_out: int = 5  # in-betweens produced in one pass
-    netG: str = "unet_256"  # unet_128 | unet_256 | resnet_6blocks | resnet_9blocks
+    netG: str = "unet_256"  # unet_{32,64,128,256} | resnet_6blocks | resnet_9blocks
     ngf: int = 64
-    norm: str = "batch"  # batch | instance
+    norm: str = "batch"  # batch | instance | none
     dropout: bool = True  # dropout in the inner decoder blocks (pix2pix)
     head: str = "flow"  # flow (warp endpoints) | pixels (write pixels directly)
     # Flow head only: the backbone runs on the endpoints downscaled by this factor; flows,
     # masks and residuals are upsampled and the warp happens at full resolution.
     flow_downscale: int = 1
+    # Flow head only: "shared" = one window motion V plus per-t corrections
+    # (F_t->0 = -t V + d0_t, F_t->1 = (1-t) V + d1_t); "free" = independent flows per t.
+    flow_param: str = "shared"
     netD: str = "patchgan"  # patchgan (n_layers_D conv layers; 3 gives 70x70 receptive field)
     ndf: int = 64
     n_layers_D: int = 3
@@ -69,6 +72,7 @@ class TrainConfig:
     val_windows: int = 64  # validation windows scored per epoch (0 = all)
     val_every: int = 1  # epochs between validations
     save_every: int = 1  # epochs between checkpoints
+    val_every_steps: int = 0  # also validate and checkpoint every N steps (0 = epoch ends only)
     log_every: int = 20  # steps between metric log lines
 
 

@@ -5,7 +5,7 @@ clip and on the clip with generated in-betweens; G is updated with the GAN loss 
 lambda_l1 * L1 (and the optional census / Laplacian / time-reversal terms).
 
 Outputs under `TrainConfig.out`: `latest.pt` (checkpoint), `metrics.jsonl` (one line per
-validation), `strips/epoch_NNN.png` (real row above generated row), all from rank 0 only.
+validation), `strips/step_NNNNNN.png` (real row above generated row), all from rank 0 only.
 """
 
 from __future__ import annotations
@@ -274,6 +274,24 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
             optim_G=opt_G.state_dict(), optim_D=opt_D.state_dict(), epoch=epoch, step=step,
             rng=_rng_state(), extra=extra))
 
+    def validate_and_log() -> dict | None:
+        if not is_main:
+            return None
+        m, strip = validate(G, val_ds, model_cfg, device, cfg.val_windows)
+        if not m:
+            return None
+        row = {"epoch": epoch, "step": step, "seconds": round(time.time() - start_time, 1),
+               **m, "lr": opt_G.param_groups[0]["lr"]}
+        with metrics_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if strip is not None:
+            _save_strip(strip, out / "strips" / f"step_{step:06d}.png")
+        if bar is not None:
+            bar.write(f"epoch {epoch} step {step}: val PSNR {m['psnr']:.2f} dB "
+                      f"(blend {m['blend_psnr']:.2f}), SSIM {m['ssim']:.4f} "
+                      f"(blend {m['blend_ssim']:.4f})")
+        return row
+
     def done() -> bool:
         return bool(cfg.max_steps) and step >= cfg.max_steps
 
@@ -351,6 +369,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
                 bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()}, refresh=False)
             if done():
                 break
+            if cfg.val_every_steps and step % cfg.val_every_steps == 0:
+                last_metrics = validate_and_log() or last_metrics
+                save({"step_in_epoch": step_in_epoch, "metrics": last_metrics})
 
         if step_in_epoch >= sampler.per_rank() // cfg.batch_size:
             epoch += 1
@@ -359,20 +380,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
             sched_D.step()
 
         at_end = epoch >= total_epochs or done()
-        if is_main and (at_end or epoch % cfg.val_every == 0):
-            m, strip = validate(G, val_ds, model_cfg, device, cfg.val_windows)
-            if m:
-                last_metrics = {"epoch": epoch, "step": step,
-                                "seconds": round(time.time() - start_time, 1), **m,
-                                "lr": opt_G.param_groups[0]["lr"]}
-                with metrics_path.open("a") as f:
-                    f.write(json.dumps(last_metrics) + "\n")
-                if strip is not None:
-                    _save_strip(strip, out / "strips" / f"epoch_{epoch:03d}.png")
-                if bar is not None:
-                    bar.write(f"epoch {epoch} step {step}: val PSNR {m['psnr']:.2f} dB "
-                              f"(blend {m['blend_psnr']:.2f}), SSIM {m['ssim']:.4f} "
-                              f"(blend {m['blend_ssim']:.4f})")
+        if at_end or epoch % cfg.val_every == 0:
+            last_metrics = validate_and_log() or last_metrics
         if at_end or epoch % cfg.save_every == 0:
             save({"step_in_epoch": step_in_epoch, "metrics": last_metrics})
     if bar is not None:
