@@ -27,6 +27,51 @@ def main() -> None:
 # --- prepare ---------------------------------------------------------------------------------
 # (owned by the data_prep work: options parsed here, all logic in data_prep.prepare)
 
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-o", "--out", default="data/prepared", show_default=True,
+              help="output dataset folder (what `vinterp train` reads by default)")
+@click.option("--inbetweens", default=5, show_default=True,
+              help="in-between frames per window (windows hold M+2 frames)")
+@click.option("--frame-step", default=1, show_default=True,
+              help="a window takes every K-th source frame")
+@click.option("--stride", default=1, show_default=True,
+              help="source frames between the starts of consecutive windows")
+@click.option("--size", default=288, show_default=True,
+              help="short side of stored frames, at most (0: keep the source size)")
+@click.option("--val-fraction", type=float, default=None,
+              help="share of non-MOT sequences held out for validation, by name hash "
+                   "[default: 0.2, or 0 when --val is given]")
+@click.option("--val", "val_patterns", multiple=True, metavar="PATTERN",
+              help="sequence name (shell pattern) to put in the validation split; repeatable")
+@click.option("--static-threshold", default=0.002, show_default=True,
+              help="drop windows where less than this share of pixels changes (0: keep all)")
+@click.option("--format", "formats", type=click.Choice(["npy", "pix2pix"]), multiple=True,
+              help="pix2pix: also write each window as one image of M+2 panels side by side")
+@click.option("--overwrite", is_flag=True, help="replace an existing output folder")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def prepare(paths, out, inbetweens, frame_step, stride, size, val_fraction, val_patterns,
+            static_threshold, formats, overwrite, quiet):
+    """Turn MOTChallenge folders, videos and frame folders (PATHS, searched recursively) into
+    training windows."""
+    from data_prep.prepare import PrepareConfig, PrepareError
+    from data_prep.prepare import prepare as run_prepare
+
+    if val_fraction is None:
+        val_fraction = 0.0 if val_patterns else 0.2
+    cfg = PrepareConfig(
+        inputs=tuple(paths), out=out, inbetweens=inbetweens, frame_step=frame_step,
+        stride=stride, size=size, val_fraction=val_fraction, val_patterns=tuple(val_patterns),
+        static_threshold=static_threshold, pix2pix="pix2pix" in formats, overwrite=overwrite,
+        progress=not quiet,
+    )
+    try:
+        summary = run_prepare(cfg)
+    except PrepareError as e:
+        _fail(str(e))
+    for line in summary.lines():
+        click.echo(line)
+
 
 # --- train -----------------------------------------------------------------------------------
 # Options are generated from the config dataclasses so defaults live in one place.
@@ -105,7 +150,84 @@ def train(resume, overwrite, quiet, **options):
 
 
 # --- upsample --------------------------------------------------------------------------------
-# (owned by the inference work: options parsed here, all logic in vinterp.inference)
+# (owned by the inference work: options parsed here, all logic in vinterp.upsample)
+
+
+@main.command()
+@click.argument("input", type=click.Path(path_type=str))
+@click.option("-o", "--output", default=None,
+              help="output video (.mp4 .mkv .mov .webm .avi) or image sequence such as "
+                   "out/%06d.png [default: INPUT_smooth.mp4 beside the input]")
+@click.option("--model", default=None,
+              help="checkpoint to use [default: the model bundled with vinterp]")
+@click.option("--fps", "fps", type=float, default=None,
+              help="output frame rate, up to (m+1)x the input's; frames are the nearest ones "
+                   "of the (m+1)x timeline")
+@click.option("--factor", type=int, default=None,
+              help="frame-rate multiplier; must divide m+1 (1, 2, 3, 6 for a 2:5 model) "
+                   "[default: m+1]")
+@click.option("--slowmo", is_flag=True,
+              help="keep the input frame rate: the video plays (factor)x longer")
+@click.option("--stretch-audio", is_flag=True,
+              help="with --slowmo, slow the audio down too (pitch kept) instead of dropping it")
+@click.option("--input-fps", type=float, default=None,
+              help="rate of the input frames [default: the container's; 30 for a frame folder]")
+@click.option("--codec", type=click.Choice(["auto", "h264", "h265", "vp9", "ffv1"]),
+              default="auto", show_default=True, help="video codec (auto: h264, vp9 for .webm)")
+@click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True,
+              help="quality: lower is better and bigger")
+@click.option("--preset", default="medium", show_default=True, help="x264/x265 speed preset")
+@click.option("--lossless", is_flag=True,
+              help="store the frames exactly (RGB; large files, limited player support)")
+@click.option("--overwrite", is_flag=True, help="replace an existing output")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N, mps")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
+              default="auto", show_default=True, help="auto: fp16 on CUDA, fp32 on CPU")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="CPU threads for the model [default: torch's]")
+@click.option("--batch-size", type=click.IntRange(0), default=0,
+              help="frame pairs per model call (0: 4 on GPU, 1 on CPU)")
+@click.option("--tile", type=click.IntRange(0), default=0,
+              help="process frames in overlapping tiles of this size (0: only frames over "
+                   "4 megapixels, in 1024 tiles)")
+@click.option("--no-scene-detect", is_flag=True,
+              help="interpolate across scene cuts too (by default a cut repeats frames)")
+@click.option("--quiet", is_flag=True, help="no progress bar or notices")
+def upsample(input, output, model, fps, factor, slowmo, stretch_audio, input_fps, codec, crf,
+             preset, lossless, overwrite, device, precision, threads, batch_size, tile,
+             no_scene_detect, quiet):
+    """Make INPUT (a video or a folder of frames) smoother: (m+1)x the frame rate by default."""
+    from pathlib import Path
+
+    from data_prep.decode import DecodeError
+    from vinterp.checkpoint import CheckpointError
+    from vinterp.inference import InferenceError
+    from vinterp.upsample import upsample_file
+    from vinterp.video_io import EncodeSettings, VideoIOError
+
+    if output is None:
+        src = Path(input)
+        output = str(src.with_name(f"{src.stem if src.is_file() else src.name}_smooth.mp4"))
+    if stretch_audio and not slowmo:
+        _fail("--stretch-audio only applies with --slowmo")
+    encode = EncodeSettings(codec=codec, crf=crf, preset=preset, lossless=lossless)
+    note = None if quiet else (lambda msg: click.echo(f"note: {msg}", err=True))
+    try:
+        s = upsample_file(input, output, model, fps=fps, factor=factor, slowmo=slowmo,
+                          stretch_audio=stretch_audio, input_fps=input_fps, encode=encode,
+                          overwrite=overwrite, batch_size=batch_size,
+                          scene_cuts=not no_scene_detect, device=device, precision=precision,
+                          threads=threads, tile=tile, progress=not quiet, notify=note)
+    except (VideoIOError, DecodeError, CheckpointError, InferenceError) as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        _fail(f"interrupted; nothing was written to {output}", code=130)
+    rate = s.frames_out / s.seconds if s.seconds > 0 else 0.0
+    click.echo(f"input: {s.frames_in} frames at {s.in_fps:.4g} fps ({s.in_fps_note})")
+    click.echo(f"output: {s.frames_out} frames at {s.out_fps:.4g} fps, {s.width}x{s.height} "
+               f"({s.timing}); audio {s.audio}; {s.scene_cuts} scene cut(s), "
+               f"{s.static_pairs} static pair(s)")
+    click.echo(f"done in {s.seconds:.1f} s ({rate:.1f} output frames/s): {s.output}")
 
 
 # --- evaluate --------------------------------------------------------------------------------
@@ -119,7 +241,8 @@ def train(resume, overwrite, quiet, **options):
 @click.option("--baselines", default="repeat,blend,dis,minterpolate", show_default=True,
               help="comma-separated baselines to run beside the model(s); '' for none")
 @click.option("--inbetweens", "-m", type=int, default=None,
-              help="in-betweens per window [default: a prepared dataset's, else 5]")
+              help="in-betweens per window [default: a prepared dataset's, else the "
+                   "model's, else 5]")
 @click.option("--frame-step", type=int, default=1, show_default=True,
               help="source frames between consecutive window frames (videos, frame folders)")
 @click.option("--stride", type=int, default=None,
@@ -136,7 +259,8 @@ def train(resume, overwrite, quiet, **options):
               help="JSON results path [default: OUT/evaluate.json]")
 @click.option("--strips", type=int, default=2, show_default=True,
               help="windows per source shown as image strips in the report")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps")
+@click.option("--device", default="auto", show_default=True,
+              help="model device: auto, cpu, cuda, cuda:N or mps")
 @click.option("--overwrite", is_flag=True, help="replace an existing report/JSON")
 def evaluate(inputs, models, baselines, inbetweens, frame_step, stride, max_windows, size,
              split, out, json_path, strips, device, overwrite):
