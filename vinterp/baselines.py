@@ -1,0 +1,161 @@
+"""Classical in-between frame makers that a model has to beat, in a registry `BASELINES`.
+
+Every baseline is a callable `(a, b, m) -> list of m frames`: `a` and `b` are the two endpoint
+frames, `(H, W, 3)` uint8 RGB of the same size, and the result holds the frames at times
+t = k / (m + 1), k = 1 .. m, each `(H, W, 3)` uint8 RGB. Nothing is cached between calls, so a
+call depends only on its arguments.
+
+- `repeat`: nearest endpoint (`a` for t <= 1/2, else `b`): what a player shows when it just
+  repeats frames.
+- `blend`: the cross-fade `(1 - t) a + t b`.
+- `dis`: OpenCV's DIS optical flow both ways plus backward warping (see `dis_interpolate`).
+- `minterpolate`: ffmpeg's motion-compensated `minterpolate` filter, run through the ffmpeg
+  binary bundled with imageio-ffmpeg (see `minterpolate_interpolate`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+
+import numpy as np
+
+Baseline = Callable[[np.ndarray, np.ndarray, int], list[np.ndarray]]
+
+# The filter options the comparison is defined with; `scd=none` is explained in
+# `minterpolate_interpolate`.
+MINTERPOLATE_OPTS = "mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1:search_param=64:scd=none"
+
+
+def times(m: int) -> list[float]:
+    """The in-between times t = k / (m + 1), k = 1 .. m."""
+    return [k / (m + 1) for k in range(1, m + 1)]
+
+
+def _check(a: np.ndarray, b: np.ndarray, m: int) -> None:
+    if a.shape != b.shape or a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"endpoints must be two (H, W, 3) frames of one size, got {a.shape} "
+                         f"and {b.shape}")
+    if a.dtype != np.uint8 or b.dtype != np.uint8:
+        raise ValueError("endpoints must be uint8")
+    if m < 1:
+        raise ValueError(f"m (in-betweens) must be >= 1, got {m}")
+
+
+def repeat_interpolate(a: np.ndarray, b: np.ndarray, m: int) -> list[np.ndarray]:
+    """Nearest endpoint: `a` for t <= 1/2 (the middle of an odd m goes to `a`), else `b`."""
+    _check(a, b, m)
+    return [(a if t <= 0.5 else b).copy() for t in times(m)]
+
+
+def blend_interpolate(a: np.ndarray, b: np.ndarray, m: int) -> list[np.ndarray]:
+    """Linear cross-fade `round((1 - t) a + t b)`, computed in float32."""
+    _check(a, b, m)
+    fa, fb = a.astype(np.float32), b.astype(np.float32)
+    return [np.rint((1 - t) * fa + t * fb).clip(0, 255).astype(np.uint8) for t in times(m)]
+
+
+def _flows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    g0 = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
+    g1 = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
+    return dis.calc(g0, g1, None), dis.calc(g1, g0, None)
+
+
+def dis_interpolate(a: np.ndarray, b: np.ndarray, m: int) -> list[np.ndarray]:
+    """Optical-flow interpolation with OpenCV DIS, both ways, and backward warps.
+
+    1. Flows on grayscale with `cv2.DISOpticalFlow` (medium preset): `F01` from `a` to `b`
+       (`a(x) ~ b(x + F01(x))`) and `F10` from `b` to `a`, each `(H, W, 2)` float32 pixels (x, y).
+    2. Linear-motion approximation of the flows from the in-between frame at time t back to the
+       endpoints, read at the same pixel x (the motion field is assumed locally constant, so at
+       moving edges the flow is sampled from the wrong side):
+           F_t0(x) = -t F01(x),    F_t1(x) = -(1 - t) F10(x).
+    3. Backward warps with `cv2.remap` (bilinear, border replicated):
+           W0(x) = a(x + F_t0(x)),  W1(x) = b(x + F_t1(x)).
+    4. Time-weighted blend: `I_t = (1 - t) W0 + t W1`, rounded to uint8.
+    """
+    import cv2
+
+    _check(a, b, m)
+    f01, f10 = _flows(a, b)
+    h, w = a.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    fa, fb = a.astype(np.float32), b.astype(np.float32)
+    out = []
+    for t in times(m):
+        w0 = cv2.remap(fa, gx - t * f01[..., 0], gy - t * f01[..., 1], cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
+        w1 = cv2.remap(fb, gx - (1 - t) * f10[..., 0], gy - (1 - t) * f10[..., 1],
+                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out.append(np.rint((1 - t) * w0 + t * w1).clip(0, 255).astype(np.uint8))
+    return out
+
+
+class MinterpolateError(RuntimeError):
+    """ffmpeg's minterpolate failed or returned frames that do not line up with the input."""
+
+
+def minterpolate_run(frames: list[np.ndarray], m: int, timeout: float = 120.0) -> np.ndarray:
+    """Raw `minterpolate` output for `frames` fed at 1 frame/s, output at m + 1 frames/s.
+
+    Returns `(N, H, W, 3)` uint8 RGB: whatever frames ffmpeg wrote, in order.
+    """
+    from data_prep.decode import ffmpeg_exe
+
+    h, w = frames[0].shape[:2]
+    vf = f"format=yuv444p,minterpolate=fps={m + 1}:{MINTERPOLATE_OPTS}"
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", "1", "-i", "pipe:0",
+           "-vf", vf, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    data = b"".join(np.ascontiguousarray(f).tobytes() for f in frames)
+    proc = subprocess.run(cmd, input=data, capture_output=True, timeout=timeout)
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        detail = err[-1] if err else f"exit status {proc.returncode}"
+        raise MinterpolateError(f"ffmpeg minterpolate failed: {detail}")
+    n = len(proc.stdout) // (h * w * 3)
+    return np.frombuffer(proc.stdout[: n * h * w * 3], np.uint8).reshape(n, h, w, 3)
+
+
+def minterpolate_interpolate(a: np.ndarray, b: np.ndarray, m: int) -> list[np.ndarray]:
+    """ffmpeg `minterpolate` (mci, aobmc, bidir, vsbmc=1, search_param=64) on one pair.
+
+    How the frames line up (checked on a moving square in tests/test_baselines.py): the pair is
+    piped as rawvideo rgb24 at an explicit 1 frame/s, as `[a, b, b]`, with
+    `minterpolate=fps=m+1`, and ffmpeg writes exactly m + 2 frames: `a`, the m in-betweens at
+    t = k/(m+1), then `b`. The filter only interpolates between a frame and the next once it
+    has seen the frame after that (bidirectional motion search of `b` needs a successor), hence
+    the repeated `b`; `[a, b]` alone gives no frames at all. Each call is one ffmpeg process,
+    so no motion vectors leak between windows (the filter's EPZS search predicts from the
+    previous frame pair, which batching windows into one stream would make the previous
+    window's). Frames go through yuv444p (minterpolate takes no RGB), so even the endpoints
+    come back with rounding error of about 0.4 grey levels.
+
+    `scd=none`: the default scene-change detector compares this pair's mean frame difference
+    with the previous pair's; with no previous pair that is the raw difference, so any window
+    with more than ~10 levels of mean difference would be "a scene change" and get repeated
+    frames. The evaluation skips real scene cuts itself.
+    """
+    _check(a, b, m)
+    out = minterpolate_run([a, b, b], m)
+    if len(out) != m + 2:
+        raise MinterpolateError(f"ffmpeg minterpolate returned {len(out)} frames for one pair, "
+                                f"expected {m + 2}")
+    # The endpoints must come back (up to yuv rounding) where they were given.
+    for got, want, where in ((out[0], a, "first"), (out[-1], b, "last")):
+        err = np.abs(got.astype(np.int16) - want.astype(np.int16)).mean()
+        if err > 3.0:
+            raise MinterpolateError(f"ffmpeg minterpolate's {where} frame is not the endpoint "
+                                    f"(mean abs difference {err:.1f}); frame alignment changed")
+    return [f.copy() for f in out[1:-1]]
+
+
+BASELINES: dict[str, Baseline] = {
+    "repeat": repeat_interpolate,
+    "blend": blend_interpolate,
+    "dis": dis_interpolate,
+    "minterpolate": minterpolate_interpolate,
+}
