@@ -88,6 +88,8 @@ _TRAIN_HELP = {
     "lambda_census": "weight of the census (ternary) loss",
     "lambda_lap": "weight of the Laplacian-pyramid L1 loss",
     "lambda_reverse": "weight of the time-reversal consistency loss",
+    "lambda_flow": "flow head: weight of the L1 to DIS flows of the real in-betweens "
+                   "(privileged teacher)",
     "reverse": "random temporal reversal of windows (augmentation)",
     "device": "auto, cpu, cuda, cuda:N or mps",
     "amp": "mixed precision (CUDA only)",

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -137,3 +138,27 @@ def test_cli_train_bad_inputs_give_one_line(tmp_path):
     bad.write_bytes(b"not a checkpoint at all")
     r = runner.invoke(main, ["train", "--resume", str(bad)])
     assert r.exit_code == 2 and "not a readable vinterp checkpoint" in r.output
+
+
+def test_teacher_flows_measure_the_true_motion():
+    from synth import background
+    from vinterp.dataset import teacher_flows
+
+    bg = background(64, 160, seed=4)
+    clip = np.stack([np.roll(bg, 2 * i, axis=1) for i in range(7)])  # 2 px/frame to the right
+    tf = teacher_flows(clip).numpy()
+    inner = (slice(8, -8), slice(40, -40))  # away from the wrapped border
+    for k in range(5):
+        # backward flow from in-between k+1 to frame 0 is -2(k+1) px, to frame 6 is 2(5-k)
+        assert abs(np.median(tf[k, 0, 0][inner]) + 2 * (k + 1)) < 0.3
+        assert abs(np.median(tf[k, 1, 0][inner]) - 2 * (5 - k)) < 0.3
+        assert tf[k, :, 2][(slice(None), *inner)].mean() > 0.9
+
+
+def test_flow_distillation_trains(dataset, tmp_path):
+    res = train(TINY, _cfg(dataset, tmp_path / "run", max_steps=2, lambda_flow=1.0),
+                progress=False)
+    assert res.steps == 2
+    with pytest.raises(Exception, match="flow head"):
+        train(ModelConfig(netG="unet_32", ngf=8, head="pixels"),
+              _cfg(dataset, tmp_path / "run2", max_steps=1, lambda_flow=1.0), progress=False)

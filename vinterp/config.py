@@ -63,6 +63,9 @@ class TrainConfig:
     lambda_census: float = 0.0
     lambda_lap: float = 0.0
     lambda_reverse: float = 0.0  # time-reversal consistency
+    # Flow head only: L1 (pixels) to privileged DIS flows measured from the real in-betweens
+    # (see dataset.teacher_flows); a teacher signal that needs no downloaded weights.
+    lambda_flow: float = 0.0
     flip: bool = True
     reverse: bool = True  # temporal reversal augmentation
     seed: int = 0

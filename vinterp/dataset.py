@@ -57,11 +57,13 @@ class WindowDataset(Dataset):
 
     Item: `(clip, weight)`: clip `(T*3, H, W)` float32 in [-1, 1], frames in temporal order
     (endpoint 0, in-betweens, endpoint 1) stacked on channels; weight a float32 scalar.
+    With `teacher=True` a third element holds `teacher_flows` of the (augmented) window.
     With `crop=None` frames keep their stored size and no augmentation is applied.
     """
 
     def __init__(self, root: str | Path, split: str, window: int, crop: int | None = None,
-                 flip: bool = False, reverse: bool = False, seed: int = 0):
+                 flip: bool = False, reverse: bool = False, seed: int = 0,
+                 teacher: bool = False):
         self.root = Path(root)
         manifest = load_manifest(self.root)
         stored = int(manifest.get("inbetweens", 5)) + 2
@@ -77,7 +79,7 @@ class WindowDataset(Dataset):
             for w in manifest["windows"] if w["split"] == split
         ]
         self.window, self.crop, self.flip, self.reverse = window, crop, flip, reverse
-        self.seed, self.epoch = seed, 0
+        self.seed, self.epoch, self.teacher = seed, 0, teacher
         self._arrays: dict[str, np.ndarray] = {}
         if crop is not None:
             small = [n for n, (h, w) in self.sizes.items() if min(h, w) < crop]
@@ -113,9 +115,48 @@ class WindowDataset(Dataset):
                 clip = clip[:, :, ::-1]
             if self.reverse and rng.random() < 0.5:
                 clip = clip[::-1]
-        t = torch.from_numpy(np.array(clip))  # (T, h, w, 3) uint8, a copy off the memory map
+        clip = np.array(clip)  # (T, h, w, 3) uint8, a copy off the memory map
+        t = torch.from_numpy(clip)
         t = t.permute(0, 3, 1, 2).reshape(-1, t.shape[1], t.shape[2]).float() / 127.5 - 1.0
-        return t, torch.tensor(self.windows[index].weight, dtype=torch.float32)
+        weight = torch.tensor(self.windows[index].weight, dtype=torch.float32)
+        if self.teacher:
+            return t, weight, teacher_flows(clip)
+        return t, weight
+
+
+def _dis():
+    import cv2
+
+    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+
+
+def teacher_flows(clip: np.ndarray, max_error: float = 20.0) -> torch.Tensor:
+    """Privileged flow targets for distillation, from the real in-between frames.
+
+    clip: `(T, H, W, 3)` uint8 RGB window. For each in-between I_k (k = 1..T-2) and each
+    endpoint E, OpenCV DIS flow from I_k to E gives the backward flow F_k->E with
+    `I_k(p) ~ E(p + F(p))` — exactly what the flow head predicts, but measured with the
+    in-between in hand, which the generator never sees. A target pixel is trusted (weight 1)
+    where E warped by it matches I_k within `max_error` grey levels (mean over RGB).
+
+    Returns `(T-2, 2, 3, H, W)` float32: [k, endpoint (0 = first, 1 = last), (dx, dy, weight)].
+    """
+    import cv2
+
+    dis = _dis()
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in clip]
+    h, w = gray[0].shape
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    out = np.zeros((len(clip) - 2, 2, 3, h, w), np.float32)
+    for k in range(1, len(clip) - 1):
+        for e, end in enumerate((0, len(clip) - 1)):
+            flow = dis.calc(gray[k], gray[end], None)
+            warped = cv2.remap(clip[end], gx + flow[..., 0], gy + flow[..., 1],
+                               cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            err = np.abs(warped.astype(np.float32) - clip[k]).mean(-1)
+            out[k - 1, e, 0], out[k - 1, e, 1] = flow[..., 0], flow[..., 1]
+            out[k - 1, e, 2] = err < max_error
+    return torch.from_numpy(out)
 
 
 class EpochSampler(Sampler[int]):

@@ -200,8 +200,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
     out = Path(cfg.out)
 
     try:
+        if cfg.lambda_flow and model_cfg.head != "flow":
+            raise TrainError("--lambda-flow needs the flow head (--head flow)")
         train_ds = WindowDataset(cfg.data, "train", model_cfg.window, cfg.crop, cfg.flip,
-                                 cfg.reverse, cfg.seed)
+                                 cfg.reverse, cfg.seed, teacher=cfg.lambda_flow > 0)
         val_ds = WindowDataset(cfg.data, "val", model_cfg.window)
     except DatasetError as e:
         raise TrainError(str(e)) from None
@@ -311,11 +313,14 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
                             **loader_kw)
         G.train()
         D.train()
-        for clip, weight in loader:
-            clip, weight = clip.to(device, non_blocking=True), weight.to(device)
+        for batch in loader:
+            clip, weight = batch[0].to(device, non_blocking=True), batch[1].to(device)
             ends, real = split_clip(clip, model_cfg.n_out)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                fake = G_train(ends)
+                if cfg.lambda_flow:
+                    fake, aux = G_train(ends, return_aux=True)
+                else:
+                    fake = G_train(ends)
             real_clip, fake_clip = clip, join_clip(ends, fake)
 
             # D: real clip -> real, generated clip -> fake (two backward passes, synced once).
@@ -351,6 +356,14 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
                 ll = losses.laplacian_loss(fake32, real)
                 loss_G = loss_G + cfg.lambda_lap * ll
                 parts["lap"] = ll.item()
+            if cfg.lambda_flow:
+                teacher = batch[2].to(device)  # (B, m, 2, 3, H, W): dx, dy, trust
+                pred = torch.stack([aux["flow0"], aux["flow1"]], 2).float()  # (B, m, 2, 2, H, W)
+                trust = teacher[:, :, :, 2:]
+                lf = ((pred - teacher[:, :, :, :2]).abs() * trust).sum() / (
+                    2 * trust.sum()).clamp(min=1)
+                loss_G = loss_G + cfg.lambda_flow * lf
+                parts["flow"] = lf.item()
             if cfg.lambda_reverse:
                 # The same clip played backwards must give the same frames, reversed.
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
