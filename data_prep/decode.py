@@ -44,7 +44,10 @@ class VideoInfo:
 def _open(path: Path, pix_fmt: str = "rgb24"):
     import imageio_ffmpeg
 
-    gen = imageio_ffmpeg.read_frames(str(path), pix_fmt=pix_fmt)
+    # passthrough: a plain raw decode converts variable-rate video to a constant rate by
+    # duplicating and dropping frames; we want every stored frame exactly once.
+    gen = imageio_ffmpeg.read_frames(str(path), pix_fmt=pix_fmt,
+                                     output_params=["-map", "0:v:0", "-fps_mode", "passthrough"])
     try:
         meta = next(gen)
     except (OSError, RuntimeError, StopIteration) as e:

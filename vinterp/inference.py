@@ -1,0 +1,234 @@
+"""Inference: an `Interpolator` that loads a generator once and makes the m in-between frames of
+a pair. `upsample_file`, which streams a whole video through it, lives in `vinterp.upsample`
+and is importable from here too (see docs/upsample.md).
+
+Frames are (H, W, 3) uint8 RGB numpy arrays; the network sees `(B, 6, H, W)` float32 in
+[-1, 1] and returns `(B, 3*m, H, W)` in [-1, 1] (m = `ModelConfig.n_out`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vinterp.checkpoint import CheckpointError, load_checkpoint
+from vinterp.config import ModelConfig
+
+AUTO_MAX_PIXELS = 2048 * 2048  # padded frames above this are processed in tiles
+AUTO_TILE = 1024
+TILE_OVERLAP = 64
+
+
+class InferenceError(Exception):
+    """A request the model or the input cannot serve; the message is one line."""
+
+
+def default_model_path() -> Path | None:
+    """The model bundled with the package (`vinterp/models/default.pt`), or None if absent."""
+    path = Path(str(resources.files("vinterp") / "models" / "default.pt"))
+    return path if path.is_file() else None
+
+
+NO_DEFAULT_MODEL = ("no default model is installed; pass --model PATH "
+                    "(train one with `vinterp train`)")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto` picks cuda, then mps, then cpu; anything else must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise InferenceError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") \
+            from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InferenceError(f"device {name} requested but CUDA is not available; use --device cpu")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None)
+                                  and torch.backends.mps.is_available()):
+        raise InferenceError(f"device {name} requested but MPS is not available; use --device cpu")
+    return dev
+
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+def _pick_dtype(precision: str, device: torch.device) -> torch.dtype:
+    if precision not in PRECISIONS:
+        raise InferenceError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if precision == "fp16" and device.type == "cpu":
+        raise InferenceError("fp16 is for GPUs; on CPU use --precision fp32 or bf16")
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+def check_upsampling_model(cfg: ModelConfig, source: str = "the model") -> None:
+    """Refuse a model that cannot make in-betweens of a frame pair (n_in must be 2)."""
+    if cfg.n_in != 2:
+        raise CheckpointError(f"{source} is a {cfg.n_in}:{cfg.n_out} model; upsampling needs a "
+                              f"2:m model (two endpoint frames in)")
+    if cfg.n_out < 1:
+        raise CheckpointError(f"{source} makes {cfg.n_out} in-betweens; it needs at least one")
+
+
+class Interpolator:
+    """A generator loaded once, making the `m` in-betweens of frame pairs.
+
+    `Interpolator(path, device="auto")` loads a checkpoint (its stored `ModelConfig` decides the
+    architecture and m); `Interpolator.from_generator(G, cfg)` wraps a model in memory.
+    `precision`: auto (fp16 on CUDA, fp32 elsewhere) | fp32 | fp16 | bf16 (autocast).
+    `threads`: torch CPU threads (process-wide; None leaves torch's default).
+    `tile`: tile side in pixels (0: only tile padded frames over `max_pixels`, at 1024).
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike | None = None, device: str = "auto",
+                 precision: str = "auto", threads: int | None = None, tile: int = 0,
+                 tile_overlap: int = TILE_OVERLAP, max_pixels: int = AUTO_MAX_PIXELS,
+                 _generator: torch.nn.Module | None = None, _config: ModelConfig | None = None):
+        from vinterp.networks import build_generator, generator_multiple
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.device = pick_device(device)
+        self.dtype = _pick_dtype(precision, self.device)
+        if _generator is not None:
+            cfg, G, self.source = _config, _generator, "in-memory model"
+            check_upsampling_model(cfg)
+        else:
+            if checkpoint is None:
+                checkpoint = default_model_path()
+                if checkpoint is None:
+                    raise InferenceError(NO_DEFAULT_MODEL)
+            self.source = str(checkpoint)
+            state = load_checkpoint(checkpoint, map_location="cpu")
+            cfg = state["model_config"]
+            check_upsampling_model(cfg, f"checkpoint {checkpoint}")
+            try:
+                G = build_generator(cfg)
+                G.load_state_dict(state["generator"])
+            except (ValueError, KeyError) as e:
+                raise CheckpointError(f"{checkpoint}: its model config cannot be built ({e})") \
+                    from None
+            except RuntimeError as e:
+                first = str(e).strip().splitlines()[0][:120]
+                raise CheckpointError(f"{checkpoint}: generator weights do not match its model "
+                                      f"config ({first})") from None
+        self.config: ModelConfig = cfg
+        self.m: int = cfg.n_out
+        self.factor: int = cfg.n_out + 1
+        self.multiple: int = generator_multiple(cfg)
+        self.generator = G.to(self.device).eval()
+        self.tile = _round_up(tile, self.multiple) if tile else 0
+        self.tile_overlap = tile_overlap
+        self.max_pixels = max_pixels
+
+    @classmethod
+    def from_generator(cls, generator: torch.nn.Module, config: ModelConfig,
+                       **kw) -> Interpolator:
+        """Wrap a generator already in memory (e.g. straight after training)."""
+        return cls(None, _generator=generator, _config=config, **kw)
+
+    def interpolate_pair(self, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
+        """The m in-betweens of (H, W, 3) uint8 RGB frames `a` -> `b`, in time order, each
+        (H, W, 3) uint8 RGB (frame k at time k/(m+1) between them)."""
+        return list(self.interpolate_batch(a[None], b[None])[0])
+
+    def interpolate_batch(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """In-betweens of a batch of pairs: `a`, `b` (B, H, W, 3) uint8 -> (B, m, H, W, 3)
+        uint8."""
+        if a.shape != b.shape or a.ndim != 4 or a.shape[-1] != 3:
+            raise ValueError(f"expected two (B, H, W, 3) uint8 batches, got {a.shape}, {b.shape}")
+        with torch.inference_mode():
+            x = torch.from_numpy(np.concatenate([a, b], axis=-1)).to(self.device)
+            x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)  # (B, 6, H, W) in [-1, 1]
+            y = self._run(x)  # (B, 3m, H, W) in [-1, 1]
+            bsz, _, h, w = y.shape
+            y = y.view(bsz, self.m, 3, h, w).permute(0, 1, 3, 4, 2)
+            y = y.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+            return y.cpu().numpy()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dtype == torch.float32:
+            return self.generator(x).float()
+        with torch.autocast(self.device.type, dtype=self.dtype):
+            return self.generator(x).float()
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 6, H, W) -> (B, 3m, H, W): pad to the network's multiple (replicated edges, as in
+        training), whole or in overlapping tiles, and crop back."""
+        _, _, h, w = x.shape
+        hp, wp = _round_up(h, self.multiple), _round_up(w, self.multiple)
+        tiled = self.tile > 0 or hp * wp > self.max_pixels
+        side = self.tile or _round_up(AUTO_TILE, self.multiple)
+        if tiled:
+            hp, wp = max(hp, min(side, hp)), max(wp, min(side, wp))
+        if (hp, wp) != (h, w):
+            x = F.pad(x, (0, wp - w, 0, hp - h), mode="replicate")
+        if not tiled or (side >= hp and side >= wp):
+            return self._forward(x)[..., :h, :w]
+        return self._run_tiled(x, side)[..., :h, :w]
+
+    def _run_tiled(self, x: torch.Tensor, side: int) -> torch.Tensor:
+        """Overlapping `side`-square tiles (side a multiple of the network's), blended with
+        weights that ramp linearly over the overlap so seams do not show."""
+        b, _, hp, wp = x.shape
+        th, tw = min(side, hp), min(side, wp)
+        ov = max(1, min(self.tile_overlap, th // 2, tw // 2))
+        out = torch.zeros(b, 3 * self.m, hp, wp, device=x.device)
+        wsum = torch.zeros(1, 1, hp, wp, device=x.device)
+        for y0 in _starts(hp, th, ov):
+            for x0 in _starts(wp, tw, ov):
+                wy = _ramp(th, ov, y0 > 0, y0 + th < hp, x.device)
+                wx = _ramp(tw, ov, x0 > 0, x0 + tw < wp, x.device)
+                wt = (wy[:, None] * wx[None, :])[None, None]
+                out[..., y0:y0 + th, x0:x0 + tw] += self._forward(
+                    x[..., y0:y0 + th, x0:x0 + tw]) * wt
+                wsum[..., y0:y0 + th, x0:x0 + tw] += wt
+        return out / wsum
+
+
+def _round_up(v: int, mult: int) -> int:
+    return int(math.ceil(v / mult) * mult)
+
+
+def _starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Tile origins covering [0, length) with consecutive tiles overlapping by >= `overlap`."""
+    if tile >= length:
+        return [0]
+    n = math.ceil((length - overlap) / (tile - overlap))
+    return sorted({round(i * (length - tile) / (n - 1)) for i in range(n)})
+
+
+def _ramp(n: int, ov: int, lo: bool, hi: bool, device) -> torch.Tensor:
+    """1-D tile weight: rises over `ov` pixels on sides that overlap another tile."""
+    r = torch.ones(n, device=device)
+    edge = (torch.arange(ov, device=device, dtype=torch.float32) + 0.5) / ov
+    if lo:
+        r[:ov] = torch.minimum(r[:ov], edge)
+    if hi:
+        r[n - ov:] = torch.minimum(r[n - ov:], edge.flip(0))
+    return r
+
+
+_UPSAMPLE_NAMES = ("upsample_file", "UpsampleSummary", "Timing", "plan_timing")
+
+
+def __getattr__(name: str):
+    # vinterp.upsample imports this module, so its names are re-exported lazily.
+    if name in _UPSAMPLE_NAMES:
+        from vinterp import upsample
+
+        return getattr(upsample, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,412 @@
+"""`upsample_file`: stream a video through an `Interpolator` and encode the result with ffmpeg,
+plus the output timing rules (`plan_timing`). See docs/upsample.md.
+
+Frames are (H, W, 3) uint8 RGB numpy arrays throughout.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from data_prep.scenes import CUT_THRESHOLD, frame_signature, signature_score
+from vinterp.inference import InferenceError, Interpolator
+from vinterp.video_io import (
+    EncodeSettings,
+    FrameWriter,
+    VideoIOError,
+    check_output,
+    is_sequence,
+    open_source,
+    snap_fps,
+)
+
+# --- timing ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Which frames of the (m+1)x timeline are written, and at what rate.
+
+    The timeline holds input frame i at index i*(m+1) and the m in-betweens of pair (i, i+1)
+    after it. Output frame k shows timeline frame floor(k*step + 1/2): the one nearest in
+    time, never a blend. With n input frames there are L = (m+1)(n-1)+1 timeline frames and
+    ceil((L - 1/2) / step) output frames, e.g. (m+1)(n-1)+1 by default.
+    """
+
+    factor: int  # m+1: timeline frames per input frame
+    step: Fraction  # timeline frames per output frame (>= 1)
+    out_fps: Fraction
+    keeps_duration: bool
+    description: str
+
+    def timeline_index(self, k: int) -> int:
+        return math.floor(k * self.step + Fraction(1, 2))
+
+    def selected(self, j: int) -> bool:
+        """Whether timeline frame j is written."""
+        k = math.ceil((j - Fraction(1, 2)) / self.step)
+        return self.timeline_index(k) == j
+
+    def count(self, n_in: int) -> int:
+        """Output frames for `n_in` input frames."""
+        if n_in <= 0:
+            return 0
+        length = self.factor * (n_in - 1) + 1
+        return math.ceil((length - Fraction(1, 2)) / self.step)
+
+
+def plan_timing(m: int, in_fps: Fraction, fps: float | None = None, factor: int | None = None,
+                slowmo: bool = False) -> Timing:
+    """Output timing for a 2:m model. Default: (m+1)x the rate, same duration. `factor` F (a
+    divisor of m+1): Fx the rate. `fps`: any rate up to (m+1)x, nearest timeline frames.
+    `slowmo`: the input rate, F (default m+1) times longer. Raises `InferenceError` for a
+    request this model cannot serve."""
+    full = m + 1
+    name = f"2:{m} model"
+    if fps is not None and (slowmo or factor is not None):
+        raise InferenceError("--fps sets the output rate itself; do not combine it with "
+                             "--slowmo or --factor")
+    if factor is not None:
+        divisors = [d for d in range(1, full + 1) if full % d == 0]
+        if factor not in divisors:
+            raise InferenceError(
+                f"--factor {factor}: this {name} makes {full}x frames, so --factor must divide "
+                f"{full} ({', '.join(map(str, divisors))}); use --fps for other rates")
+    f = factor or full
+    if fps is not None:
+        if fps <= 0:
+            raise InferenceError(f"--fps must be positive, got {fps}")
+        target = snap_fps(fps)
+        top = in_fps * full
+        if target > top:
+            raise InferenceError(
+                f"--fps {fps:g} is above what this {name} makes from {float(in_fps):.4g} fps "
+                f"input ({float(top):.4g} fps); ask for at most that, or use --slowmo")
+        return Timing(full, in_fps * full / target, target, True,
+                      f"{float(target):.4g} fps from the {full}x timeline (nearest frames)")
+    step = Fraction(full, f)
+    if slowmo:
+        return Timing(full, step, in_fps, f == 1,
+                      f"{f}x slow motion at {float(in_fps):.4g} fps")
+    return Timing(full, step, in_fps * f, True, f"{f}x frame rate")
+
+
+def atempo_chain(speed: float) -> str:
+    """An ffmpeg audio filter changing tempo by `speed` (pitch kept); atempo takes 0.5-100."""
+    parts = []
+    while speed < 0.5:
+        parts.append(0.5)
+        speed /= 0.5
+    parts.append(speed)
+    return ",".join(f"atempo={p:.6f}" for p in parts)
+
+
+# --- streaming -------------------------------------------------------------------------------
+
+_END = object()
+
+
+class _Prefetch:
+    """Iterate `it` on a background thread, `depth` items ahead (decoding overlaps the model).
+    `close()` stops the thread and closes `it` there, which ends its ffmpeg process."""
+
+    def __init__(self, it, depth: int):
+        self._it, self._q = it, queue.Queue(max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for item in self._it:
+                if not self._put(item):
+                    return
+            self._put(_END)
+        except BaseException as e:  # handed to the consumer, raised there
+            self._put((_END, e))
+        finally:
+            close = getattr(self._it, "close", None)
+            if close is not None:
+                close()
+
+    def __iter__(self):
+        while True:
+            item = self._q.get()
+            if item is _END:
+                return
+            if isinstance(item, tuple) and len(item) == 2 and item[0] is _END:
+                raise item[1]
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+
+class _Sink:
+    """Feed a `FrameWriter` from a background thread so encoding overlaps the model."""
+
+    def __init__(self, writer: FrameWriter, depth: int):
+        self._writer, self._q = writer, queue.Queue(max(1, depth))
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while (frame := self._q.get()) is not _END:
+                self._writer.write(frame)
+        except BaseException as e:
+            self._error = e
+
+    def put(self, frame: np.ndarray) -> None:
+        while True:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._q.put(frame, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> None:
+        self.put(_END)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        """After an error: let the thread end (the writer is aborted by its owner)."""
+        while self._thread.is_alive():
+            try:
+                self._q.put_nowait(_END)
+            except queue.Full:
+                try:
+                    self._q.get_nowait()
+                except queue.Empty:
+                    pass
+            self._thread.join(timeout=0.1)
+
+
+@dataclass(frozen=True)
+class UpsampleSummary:
+    """What `upsample_file` did."""
+
+    input: str
+    output: str
+    frames_in: int
+    frames_out: int
+    seconds: float
+    in_fps: float
+    in_fps_note: str  # where the input rate came from
+    out_fps: float
+    timing: str
+    width: int  # output size (odd sizes are padded to even for yuv420p)
+    height: int
+    model_pairs: int  # pairs sent through the network
+    static_pairs: int  # (near-)identical pairs, blended instead
+    scene_cuts: int  # pairs across a cut, nearest frame repeated instead
+    audio: str  # copied | re-encoded | stretched | dropped | none
+    notices: tuple[str, ...] = ()
+
+
+def _blend(a: np.ndarray, b: np.ndarray, m: int) -> list[np.ndarray]:
+    a32, b32 = a.astype(np.float32), b.astype(np.float32)
+    return [np.rint(a32 + (b32 - a32) * (k / (m + 1))).astype(np.uint8) for k in range(1, m + 1)]
+
+
+def upsample_file(
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    model: Interpolator | str | os.PathLike | None = None,
+    *,
+    fps: float | None = None,
+    factor: int | None = None,
+    slowmo: bool = False,
+    stretch_audio: bool = False,
+    input_fps: float | None = None,
+    encode: EncodeSettings = EncodeSettings(),
+    overwrite: bool = False,
+    batch_size: int = 0,
+    scene_cuts: bool = True,
+    static_tolerance: int = 2,
+    device: str = "auto",
+    precision: str = "auto",
+    threads: int | None = None,
+    tile: int = 0,
+    progress: bool = False,
+    notify: Callable[[str], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> UpsampleSummary:
+    """Stream `input` (a video file or a folder of frames) through the model into `output` (a
+    video file, or an image sequence such as `out/%06d.png`).
+
+    Memory does not grow with the video's length: frames are decoded, interpolated in batches
+    of `batch_size` pairs (0: 4 on GPU, 1 on CPU) and encoded as they go. The output is written
+    to a temporary name and renamed at the end; any error or Ctrl-C removes it. Input frames
+    are copied to the output unchanged; pairs across a scene cut repeat the nearest endpoint;
+    pairs whose pixels differ by at most `static_tolerance` levels are blended, not sent through
+    the network. `notify` gets one-line notices; `on_progress(frames_in, frames_out)` is called
+    after each batch. Raises `VideoIOError`, `DecodeError`, `CheckpointError` or
+    `InferenceError` with a one-line message.
+    """
+    started = time.perf_counter()
+    notices: list[str] = []
+
+    def note(msg: str) -> None:
+        notices.append(msg)
+        if notify is not None:
+            notify(msg)
+
+    check_output(output, (input,), overwrite, encode)
+    src, frames = open_source(input, input_fps)
+    try:
+        interp = model if isinstance(model, Interpolator) else Interpolator(
+            model, device=device, precision=precision, threads=threads, tile=tile)
+        timing = plan_timing(interp.m, src.fps, fps, factor, slowmo)
+        first = next(iter(frames), None)
+    except BaseException:
+        getattr(frames, "close", lambda: None)()
+        raise
+    if first is None:
+        raise InferenceError(f"{input}: no frames could be decoded (empty or broken video)")
+    batch = batch_size or (4 if interp.device.type == "cuda" else 1)
+
+    audio_from, audio_filter, audio = None, None, "none"
+    if src.audio_codec and is_sequence(output):
+        audio = "dropped"
+        note("audio is not written to an image sequence")
+    elif src.audio_codec and not timing.keeps_duration:
+        if stretch_audio:
+            audio_from = src.path
+            audio_filter = atempo_chain(float(timing.step / timing.factor))  # 1 / slow-down
+        else:
+            audio = "dropped"
+            note("--slowmo: audio dropped (it would end long before the video); "
+                 "pass --stretch-audio to slow it down with the pitch kept")
+    elif src.audio_codec:
+        audio_from = src.path
+
+    try:
+        writer = FrameWriter(output, src.width, src.height, timing.out_fps, encode,
+                             audio_from=audio_from, audio_codec=src.audio_codec,
+                             overwrite=overwrite, audio_filter=audio_filter)
+    except BaseException:
+        getattr(frames, "close", lambda: None)()
+        raise
+    if writer.audio:
+        audio = writer.audio
+    if writer.padded:
+        note(f"{src.width}x{src.height} has an odd side and yuv420p needs even ones: the output "
+             f"is {writer.out_width}x{writer.out_height} (edge repeated); --lossless or an "
+             f"image sequence keeps the exact size")
+
+    m, full = interp.m, interp.factor
+    counts = {"in": 1, "out": 0, "model": 0, "static": 0, "cut": 0}
+    total = timing.count(src.expected_frames) if src.expected_frames else None
+    bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True,
+               file=sys.stderr, smoothing=0.05, desc="upsample")
+    prefetch = _Prefetch(frames, depth=2 * batch + 2)
+    sink = _Sink(writer, depth=2 * batch * full + 2)
+    try:
+        def emit(frame: np.ndarray, j: int) -> None:
+            if timing.selected(j):
+                sink.put(frame)
+                counts["out"] += 1
+
+        def flush(pending: list) -> None:
+            todo = [p for p in pending if p[0] == "model"]
+            made = iter(interp.interpolate_batch(np.stack([p[1] for p in todo]),
+                                                 np.stack([p[2] for p in todo]))) if todo else None
+            for kind, a, b, lo in pending:
+                if kind == "model":
+                    mids = list(next(made))
+                elif kind == "static":
+                    mids = _blend(a, b, m)
+                elif kind == "cut":  # nearest endpoint in time; the midpoint keeps the earlier
+                    mids = [a if 2 * k <= full else b for k in range(1, m + 1)]
+                else:
+                    mids = [None] * m  # no in-between of this pair is written
+                for k, mid in enumerate(mids):
+                    if mid is not None:
+                        emit(mid, lo + k)
+                emit(b, lo + m)
+                counts[kind] = counts.get(kind, 0) + 1
+            bar.update(counts["out"] - bar.n)
+            if on_progress is not None:
+                on_progress(counts["in"], counts["out"])
+            pending.clear()
+
+        sig_prev = frame_signature(first) if scene_cuts else None
+        emit(first, 0)
+        prev, pending = first, []
+        for i, cur in enumerate(prefetch, start=1):
+            if cur.shape != first.shape:
+                raise VideoIOError(f"{input}: frame {i} is {cur.shape[1]}x{cur.shape[0]}, the "
+                                   f"first is {first.shape[1]}x{first.shape[0]}")
+            counts["in"] += 1
+            lo = (i - 1) * full + 1
+            sig = frame_signature(cur) if scene_cuts else None
+            if not any(timing.selected(j) for j in range(lo, lo + m)):
+                kind = "skip"
+            elif int(cv2.absdiff(prev, cur).max()) <= static_tolerance:
+                kind = "static"
+            elif scene_cuts and signature_score(sig_prev, sig) >= CUT_THRESHOLD:
+                kind = "cut"
+            else:
+                kind = "model"
+            pending.append((kind, prev, cur, lo))
+            if len(pending) >= batch:
+                flush(pending)
+            prev, sig_prev = cur, sig
+        flush(pending)
+        sink.finish()
+        writer.commit()
+    except BaseException:
+        writer.abort()  # first: killing ffmpeg unblocks a write the sink thread may be in
+        sink.close()
+        raise
+    finally:
+        prefetch.close()
+        bar.close()
+
+    if counts["in"] == 1:
+        note("one input frame: nothing to interpolate, it is written as a 1-frame output")
+    if src.duration and counts["in"] > 2:
+        avg = counts["in"] / src.duration
+        if abs(avg - float(src.fps)) > 0.02 * float(src.fps) and src.kind == "video":
+            note(f"decoded {counts['in']} frames over {src.duration:.2f} s ({avg:.3g} fps on "
+                 f"average) but assumed {float(src.fps):.4g} fps ({src.fps_note}): variable frame"
+                 f" rate, a wrong header or a damaged file; frames were taken as evenly spaced")
+    return UpsampleSummary(
+        input=str(input), output=str(output), frames_in=counts["in"], frames_out=counts["out"],
+        seconds=time.perf_counter() - started, in_fps=float(src.fps), in_fps_note=src.fps_note,
+        out_fps=float(timing.out_fps), timing=timing.description, width=writer.out_width,
+        height=writer.out_height, model_pairs=counts["model"], static_pairs=counts["static"],
+        scene_cuts=counts["cut"], audio=audio, notices=tuple(notices))
