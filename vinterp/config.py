@@ -34,6 +34,12 @@ class ModelConfig:
     # Flow head only: "shared" = one window motion V plus per-t corrections
     # (F_t->0 = -t V + d0_t, F_t->1 = (1-t) V + d1_t); "free" = independent flows per t.
     flow_param: str = "shared"
+    # Flow head only: multiplier on the backbone's flow channels (an effective learning-rate
+    # boost for flows; see warp.FlowHead). 1.0 reproduces checkpoints made before it existed.
+    flow_gain: float = 1.0
+    # Flow head only: radius (backbone pixels) of the cost volume fed to the backbone, whose
+    # soft-argmax also seeds the motion (vinterp/motion.py); 0 = off (plain pix2pix input).
+    corr_radius: int = 0
     netD: str = "patchgan"  # patchgan (n_layers_D conv layers; 3 gives 70x70 receptive field)
     ndf: int = 64
     n_layers_D: int = 3

@@ -1,0 +1,220 @@
+"""Backward warping and the motion ("flow") head of the generator.
+
+The flow head turns one backbone pass into `m` in-between frames. For the in-between at time
+`t_k = k / (m + 1)` (k = 1..m) the backbone predicts a flow to each endpoint, an occlusion/blend
+mask and a small residual; the frame is
+
+    I_t = mask * warp(I_0, F_t->0) + (1 - mask) * warp(I_1, F_t->1) + residual.
+
+Everything here is plain tensor code with no knowledge of the backbone, so `networks.py` can
+wrap any backbone (U-Net, ResNet) in `FlowHead`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vinterp.motion import cost_volume
+
+# The residual only has to fix what warping cannot (new content, lighting); keeping it small
+# stops the head from falling back to painting pixels, which is what the pixels head does.
+RESIDUAL_SCALE = 0.2
+
+FLOW_PARAMS = ("shared", "free")
+
+
+# ---------------------------------------------------------------------------------------------
+# Warping
+
+def _dyadic_size(n: int) -> int:
+    """Smallest 2**p + 1 >= n."""
+    return 2 ** max(0, (n - 2).bit_length()) + 1
+
+
+def _pad_source(img: torch.Tensor) -> torch.Tensor:
+    """Replicate the right/bottom edge up to `2**p + 1` pixels (see `warp_many`)."""
+    h, w = img.shape[-2:]
+    hp, wp = _dyadic_size(h), _dyadic_size(w)
+    if (hp, wp) == (h, w):
+        return img
+    return F.pad(img, (0, wp - w, 0, hp - h), mode="replicate")
+
+
+def _grid(flows: torch.Tensor, hp: int, wp: int, scale: float = 1.0) -> torch.Tensor:
+    """Flows `(..., 2, H, W)` (pixels, times `scale`) -> contiguous grid `(..., H, W, 2)` for
+    `grid_sample(align_corners=True)` on a source of size `hp x wp`."""
+    h, w = flows.shape[-2:]
+    dev, dt = flows.device, flows.dtype
+    base = torch.stack(torch.meshgrid(torch.arange(w, device=dev, dtype=dt) * (2.0 / (wp - 1)),
+                                      torch.arange(h, device=dev, dtype=dt) * (2.0 / (hp - 1)),
+                                      indexing="xy"), -1) - 1.0
+    gain = torch.tensor([2.0 * scale / (wp - 1), 2.0 * scale / (hp - 1)], device=dev, dtype=dt)
+    # `base` first: the result takes its (contiguous, channel-last) layout.
+    return torch.addcmul(base, flows.movedim(-3, -1), gain).contiguous()
+
+
+def warp_many(img: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
+    """Warp each image by k flows in one `grid_sample` call, without copying the image k times.
+
+    img: `(N, C, H, W)`; flows: `(N, k, 2, H, W)` pixels (dx, dy). Returns `(N, k, C, H, W)`.
+
+    Exactness: grid_sample (align_corners=True) maps normalized `g` to `(g + 1) / 2 * (S - 1)`,
+    which float32 only gets exactly right for every integer position when `S - 1` is a power of
+    two. So the image is border-replicated on the right/bottom up to size `2**p + 1`: sampling
+    is then exact for integer flows, and border padding behaves exactly as on the original
+    image (the added pixels repeat the edge). The grids stack the k flows along the height.
+    """
+    n, c, h, w = img.shape
+    k = flows.shape[1]
+    if flows.shape != (n, k, 2, h, w):
+        raise ValueError(f"flows must be {(n, k, 2, h, w)}, got {tuple(flows.shape)}")
+    dtype = torch.promote_types(img.dtype, flows.dtype)
+    src = _pad_source(img.to(dtype))
+    grid = _grid(flows.to(dtype), *src.shape[-2:]).view(n, k * h, w, 2)
+    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out.view(n, c, k, h, w).transpose(1, 2).to(img.dtype)
+
+
+def backward_warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Sample `img` at `p + flow(p)` for every output pixel `p` (bilinear, border padding).
+
+    img: `(B, C, H, W)` float; flow: `(B, 2, H, W)` float in pixels, channel 0 = dx (to the
+    right), channel 1 = dy (down). Returns `(B, C, H, W)` in img's dtype:
+    `out[..., y, x] = img[..., y + dy, x + dx]`; an integer flow reproduces a translation
+    exactly (see `warp_many`).
+    """
+    b, _, h, w = img.shape
+    if flow.shape != (b, 2, h, w):
+        raise ValueError(f"flow must be {(b, 2, h, w)}, got {tuple(flow.shape)}")
+    return warp_many(img, flow.unsqueeze(1))[:, 0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Flow head
+
+def head_channels(n_out: int, param: str) -> int:
+    """Backbone output channels the flow head needs for `n_out` in-betweens.
+
+    Layout: [V (2, shared only) | d0 (2m) | d1 (2m) | mask logits (m) | residual (3m)], i.e.
+    8 per in-between plus 2 for the window motion V with `shared`.
+    """
+    if param not in FLOW_PARAMS:
+        raise ValueError(f"unknown flow_param {param!r}; choose one of {', '.join(FLOW_PARAMS)}")
+    return 8 * n_out + (2 if param == "shared" else 0)
+
+
+class FlowHead(nn.Module):
+    """Endpoints -> in-betweens by warping, around any backbone.
+
+    forward(x: `(B, 6, H, W)` float32 in [-1, 1], endpoints I_0 then I_1)
+        -> `(B, 3*n_out, H, W)` float32 in [-1, 1], in-betweens in temporal order.
+    H and W must be multiples of the backbone's multiple times `downscale`.
+
+    Parameterisations (`param`), flows in pixels:
+      shared: F_t->0 = -t V + d0_t, F_t->1 = (1 - t) V + d1_t — one motion field V for the
+              window (linear motion) plus per-t corrections, so all in-betweens share the
+              bulk of the motion estimate.
+      free:   F_t->0 = d0_t, F_t->1 = d1_t, independent per t.
+    mask_t = sigmoid(logit_t + logit(1 - t)): a zero logit gives the time-weighted blend.
+    residual_t = RESIDUAL_SCALE * tanh(r_t).
+    With `corr_radius` r > 0 the backbone also sees a (2r+1)^2 cost volume between the
+    endpoints and its soft-argmax motion V_est (`motion.cost_volume`), and V_est is added to
+    the flows linearly in t (F_t->0 += -t V_est, F_t->1 += (1 - t) V_est).
+    Flow channels are multiplied by `flow_gain` (in backbone pixels): with a zero-initialised
+    last layer and Adam's bounded steps, a raw output grows by ~0.01 per step, so motions of
+    tens of pixels would take thousands of steps to reach without a gain.
+    The backbone runs on the endpoints downscaled by `downscale` (bilinear, antialiased). Flows,
+    masks and residuals are formed at that resolution (cheap), then upsampled bilinearly in one
+    call (flows multiplied by `downscale`) and the warp happens at full resolution.
+    """
+
+    def __init__(self, backbone: nn.Module, n_out: int, downscale: int = 1,
+                 param: str = "shared", flow_gain: float = 1.0, corr_radius: int = 0) -> None:
+        super().__init__()
+        if downscale < 1:
+            raise ValueError(f"flow_downscale must be >= 1, got {downscale}")
+        self.backbone = backbone
+        self.n_out = n_out
+        self.downscale = int(downscale)
+        self.param = param
+        self.flow_gain = float(flow_gain)
+        self.corr_radius = int(corr_radius)
+        self.out_channels = head_channels(n_out, param)
+        t = torch.arange(1, n_out + 1, dtype=torch.float32) / (n_out + 1)
+        # Not saved in checkpoints: fully determined by n_out.
+        self.register_buffer("t", t, persistent=False)
+        self.register_buffer("mask_prior", torch.log((1 - t) / t), persistent=False)
+
+    def forward(self, x: torch.Tensor, return_aux: bool = False):
+        # `return_aux` goes through forward (not forward_with_aux) so DDP's gradient sync
+        # hooks still run when training needs the flows.
+        return self._run(x, aux=True) if return_aux else self._run(x, aux=False)[0]
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Frames plus intermediates for visualisation and losses.
+
+        Returns `(frames, aux)`: frames `(B, 3m, H, W)` in [-1, 1]; aux has
+        `flow0`, `flow1`: `(B, m, 2, H, W)` pixels (F_t->0, F_t->1); `mask`: `(B, m, 1, H, W)`
+        in (0, 1), weight of the warped I_0; `residual`: `(B, m, 3, H, W)`;
+        `warped0`, `warped1`: `(B, m, 3, H, W)` the warped endpoints.
+        """
+        return self._run(x, aux=True)
+
+    def _fields(self, raw: torch.Tensor, v_est: torch.Tensor | None = None) -> torch.Tensor:
+        """Backbone output `(B, head_channels, h, w)` -> `(B, 8m, h, w)`:
+        [flows (B, 2 endpoints, m, 2, h, w) flattened | mask (m) | residual (3m)].
+        `v_est` `(B, 2, h, w)`: a motion estimate I_0 -> I_1 added linearly in t."""
+        b, _, h, w = raw.shape
+        m = self.n_out
+        coef = torch.stack([-self.t, 1 - self.t]).view(1, 2, m, 1, 1, 1)
+        if self.param == "shared":
+            v, raw = raw[:, :2], raw[:, 2:]
+            flows = raw[:, :4 * m].reshape(b, 2, m, 2, h, w) + coef * v.view(b, 1, 1, 2, h, w)
+        else:
+            flows = raw[:, :4 * m]
+        flows = flows.reshape(b, 2, m, 2, h, w) * self.flow_gain
+        if v_est is not None:
+            flows = flows + coef * v_est.view(b, 1, 1, 2, h, w)
+        mask = torch.sigmoid(raw[:, 4 * m:5 * m] + self.mask_prior.view(1, m, 1, 1))
+        residual = RESIDUAL_SCALE * torch.tanh(raw[:, 5 * m:])
+        return torch.cat([flows.reshape(b, 4 * m, h, w), mask, residual], 1)
+
+    def _run(self, x: torch.Tensor, aux: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        b, c, h, w = x.shape
+        if c != 6:
+            raise ValueError(f"the flow head takes 2 endpoint frames (6 channels), got {c}")
+        s, m = self.downscale, self.n_out
+        if h % s or w % s:
+            raise ValueError(f"flow head input is {h}x{w}; height and width must be multiples "
+                             f"of flow_downscale={s} times the backbone's multiple")
+        x = x.float()
+        small = x
+        if s > 1:
+            small = F.interpolate(x, size=(h // s, w // s), mode="bilinear",
+                                  align_corners=False, antialias=True)
+        if self.corr_radius > 0:
+            costs, v_est = cost_volume(small[:, :3], small[:, 3:], self.corr_radius)
+            fields = self._fields(self.backbone(torch.cat([small, costs, v_est], 1)).float(),
+                                  v_est)
+        else:
+            fields = self._fields(self.backbone(small).float())
+        if s > 1:
+            fields = F.interpolate(fields, size=(h, w), mode="bilinear", align_corners=False)
+        flows = fields[:, :4 * m].view(b, 2, m, 2, h, w)  # backbone pixels
+        mask = fields[:, 4 * m:5 * m].unsqueeze(2)
+        residual = fields[:, 5 * m:].view(b, m, 3, h, w)
+
+        # One grid_sample call for all 2m warps: source (B*2, 3, H', W'), grid (B*2, m*H, W, 2).
+        src = _pad_source(x.reshape(b * 2, 3, h, w))
+        grid = _grid(flows, *src.shape[-2:], scale=s).view(b * 2, m * h, w, 2)
+        warped = F.grid_sample(src, grid, mode="bilinear", padding_mode="border",
+                               align_corners=True).view(b, 2, 3, m, h, w)
+        w0, w1 = warped[:, 0].transpose(1, 2), warped[:, 1].transpose(1, 2)  # (B, m, 3, H, W)
+        # lerp = mask * w0 + (1 - mask) * w1; residual first so the sum is contiguous.
+        frames = (residual + torch.lerp(w1, w0, mask)).clamp_(-1, 1).view(b, 3 * m, h, w)
+        if not aux:
+            return frames, {}
+        return frames, {"flow0": flows[:, 0] * s, "flow1": flows[:, 1] * s,
+                        "mask": mask, "residual": residual, "warped0": w0, "warped1": w1}
