@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vinterp import devices
 from vinterp.checkpoint import CheckpointError, load_checkpoint
 from vinterp.config import ModelConfig
 
@@ -41,24 +42,10 @@ NO_DEFAULT_MODEL = ("no default model is installed; pass --model PATH "
 
 def pick_device(name: str = "auto") -> torch.device:
     """`auto` picks cuda, then mps, then cpu; anything else must be available."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
     try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise InferenceError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") \
-            from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InferenceError(f"device {name} requested but CUDA is not available; use --device cpu")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None)
-                                  and torch.backends.mps.is_available()):
-        raise InferenceError(f"device {name} requested but MPS is not available; use --device cpu")
-    return dev
+        return devices.pick_device(name)
+    except devices.DeviceError as e:
+        raise InferenceError(str(e)) from None
 
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
-from vinterp import losses
+from vinterp import devices, losses
 from vinterp.checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint
 from vinterp.config import ModelConfig, TrainConfig
 from vinterp.dataset import DatasetError, EpochSampler, WindowDataset
@@ -51,16 +51,10 @@ class TrainResult:
 
 def pick_device(name: str) -> torch.device:
     """`auto` picks cuda, then mps, then cpu."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainError("--device cuda asked for but CUDA is not available; use --device cpu")
-    return dev
+    try:
+        return devices.pick_device(name)
+    except devices.DeviceError as e:
+        raise TrainError(str(e)) from None
 
 
 def _rng_state() -> dict:
