@@ -151,6 +151,23 @@ def train(resume, overwrite, quiet, **options):
     click.echo(f"checkpoint: {result.checkpoint}")
 
 
+@main.command("export")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="inference-only model file to write")
+@click.option("--half/--full", default=True, help="store weights as float16 [default: half]")
+@click.option("--overwrite", is_flag=True, help="replace an existing output")
+def export(checkpoint, output, half, overwrite):
+    """Strip a training checkpoint down to what `upsample` and `evaluate` need."""
+    from vinterp.checkpoint import CheckpointError, export_model
+
+    try:
+        path = export_model(checkpoint, output, half=half, overwrite=overwrite)
+    except CheckpointError as e:
+        _fail(str(e))
+    click.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+
+
 # --- upsample --------------------------------------------------------------------------------
 # (owned by the inference work: options parsed here, all logic in vinterp.upsample)
 

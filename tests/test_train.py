@@ -162,3 +162,23 @@ def test_flow_distillation_trains(dataset, tmp_path):
     with pytest.raises(Exception, match="flow head"):
         train(ModelConfig(netG="unet_32", ngf=8, head="pixels"),
               _cfg(dataset, tmp_path / "run2", max_steps=1, lambda_flow=1.0), progress=False)
+
+
+def test_export_half_model_loads_for_inference(dataset, tmp_path):
+    res = train(TINY, _cfg(dataset, tmp_path / "run", max_steps=2), progress=False)
+    out = tmp_path / "model.pt"
+    runner = CliRunner()
+    r = runner.invoke(main, ["export", str(res.checkpoint), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    state = load_checkpoint(out)
+    assert state.get("discriminator") is None and state.get("optim_G") is None
+    assert all(v.dtype == torch.float16 for v in state["generator"].values()
+               if v.is_floating_point())
+    assert out.stat().st_size < res.checkpoint.stat().st_size / 2
+    from vinterp.inference import Interpolator
+
+    a, b = (np.full((40, 48, 3), v, np.uint8) for v in (20, 220))
+    frames = Interpolator(out, device="cpu").interpolate_pair(a, b)
+    assert len(frames) == 5 and frames[0].shape == (40, 48, 3) and frames[0].dtype == np.uint8
+    r = runner.invoke(main, ["export", str(res.checkpoint), "-o", str(out)])
+    assert r.exit_code == 2 and "--overwrite" in r.output

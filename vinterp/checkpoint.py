@@ -94,3 +94,23 @@ def model_state(model_config: ModelConfig, generator: dict, **rest: Any) -> dict
     out["train_config"] = to_dict(tc) if isinstance(tc, TrainConfig) else tc
     out.update(rest)
     return out
+
+
+def export_model(src: str | os.PathLike, dst: str | os.PathLike, half: bool = True,
+                 overwrite: bool = False) -> Path:
+    """Write an inference-only copy of a training checkpoint: generator weights (float16 if
+    `half`, which inference casts back to float32) and configs, no discriminator, optimizer or
+    RNG state. Returns the output path; refuses to overwrite unless `overwrite`."""
+    dst = Path(dst)
+    if Path(src).resolve() == dst.resolve():
+        raise CheckpointError(f"{dst} is the input checkpoint; choose another output")
+    if dst.exists() and not overwrite:
+        raise CheckpointError(f"{dst} exists; pass --overwrite to replace it")
+    state = load_checkpoint(src)
+    gen = {k: (v.half() if half and v.is_floating_point() else v)
+           for k, v in state["generator"].items()}
+    extra = {k: v for k, v in (state.get("extra") or {}).items() if k == "metrics"}
+    extra.update({"exported_from_step": state.get("step"), "half": half})
+    return save_checkpoint(dst, model_state(
+        state["model_config"], gen, train_config=state.get("train_config"),
+        epoch=state.get("epoch"), step=state.get("step"), extra=extra))
