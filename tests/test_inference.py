@@ -31,7 +31,7 @@ def test_m_comes_from_the_checkpoint_and_untrained_flow_model_blends(tmp_path):
     # An untrained flow head outputs exactly the time-weighted blend, so this checks frame
     # order, channel order, time order and the odd-size pad/crop all at once.
     interp = Interpolator(make_checkpoint(tmp_path / "m3.pt", n_out=3), device="cpu")
-    assert (interp.m, interp.factor, interp.multiple) == (3, 4, 32)
+    assert (interp.m, interp.factor, interp.multiple) == (3, 4, 1)  # flow head pads inside
     a, b = moving_square(2, h=29, w=37, size=8, vx=9)
     mids = interp.interpolate_pair(a, b)
     assert len(mids) == 3

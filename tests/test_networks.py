@@ -81,12 +81,14 @@ def test_generator_multiple_and_size_errors() -> None:
     m = {n: generator_multiple(ModelConfig(netG=n, head="pixels")) for n in GENERATORS}
     assert m == {"unet_32": 32, "unet_64": 64, "unet_128": 128, "unet_256": 256,
                  "resnet_6blocks": 4, "resnet_9blocks": 4}
-    assert generator_multiple(ModelConfig(netG="unet_32", flow_downscale=4)) == 128
-    assert generator_multiple(ModelConfig(netG="resnet_6blocks", flow_downscale=2)) == 8
-    assert generator_multiple(ModelConfig(netG="unet_64", head="pixels", flow_downscale=4)) == 64
-    G = build_generator(ModelConfig(netG="unet_32", ngf=4, flow_downscale=2))
+    # the flow head pads its downscaled input to the backbone's multiple itself
+    assert generator_multiple(ModelConfig(netG="unet_32", flow_downscale=4)) == 4
+    assert generator_multiple(ModelConfig(netG="resnet_6blocks", flow_downscale=2)) == 2
+    assert generator_multiple(ModelConfig(netG="unet_64", head="pixels")) == 64
+    G = build_generator(ModelConfig(netG="unet_32", ngf=4, flow_downscale=2)).eval()
+    assert G(_rand(1, 6, 64, 96)).shape == (1, 15, 64, 96)  # 96 / 2 = 48: padded inside
     with pytest.raises(ValueError, match="multiples"):
-        G(_rand(1, 6, 64, 96))  # 96 / 2 = 48 is not a multiple of 32
+        G(_rand(1, 6, 64, 95))  # not a multiple of flow_downscale
     with pytest.raises(ValueError, match="multiples"):
         G(_rand(1, 6, 63, 64))
 

@@ -4,8 +4,7 @@ its soft-argmax, computed at the backbone's (downscaled) resolution.
 A U-Net given only the two frames must learn to detect motion from scratch, which takes far
 more steps than a CPU budget allows (measured: flows of ~0.1 px after 400 steps while the
 true motion was 2-5 px). A cost volume, as in PWC-Net, hands it the matching evidence
-directly; the soft-argmax gives a first linear-motion estimate V_est that the flow head adds
-to its learned motion, so training refines motion instead of discovering it.
+directly, and the soft-argmax a first linear-motion estimate V_est, as extra input channels.
 """
 
 from __future__ import annotations

@@ -282,12 +282,16 @@ def _check(cfg: ModelConfig) -> None:
 
 
 def generator_multiple(cfg: ModelConfig) -> int:
-    """H and W of generator inputs must be multiples of this: 2**downsamplings for U-Nets,
-    4 for ResNets, times `flow_downscale` for the flow head (the pixels head ignores
-    `flow_downscale`)."""
+    """H and W of generator inputs must be multiples of this: for the pixels head
+    2**downsamplings for U-Nets and 4 for ResNets; for the flow head `flow_downscale` (it pads
+    the downscaled endpoints to the backbone's multiple internally)."""
     _check(cfg)
-    base = 2 ** UNET_DEPTHS[cfg.netG] if cfg.netG in UNET_DEPTHS else 4
-    return base * (cfg.flow_downscale if cfg.head == "flow" else 1)
+    # The flow head pads its downscaled input to the backbone's multiple itself.
+    return cfg.flow_downscale if cfg.head == "flow" else _backbone_multiple(cfg)
+
+
+def _backbone_multiple(cfg: ModelConfig) -> int:
+    return 2 ** UNET_DEPTHS[cfg.netG] if cfg.netG in UNET_DEPTHS else 4
 
 
 def build_generator(cfg: ModelConfig) -> nn.Module:
@@ -308,7 +312,7 @@ def build_generator(cfg: ModelConfig) -> nn.Module:
     nn.init.zeros_(backbone.last.weight)
     nn.init.zeros_(backbone.last.bias)
     return FlowHead(backbone, cfg.n_out, cfg.flow_downscale, param, cfg.flow_gain,
-                    cfg.corr_radius)
+                    cfg.corr_radius, backbone_multiple=_backbone_multiple(cfg))
 
 
 def build_discriminator(cfg: ModelConfig) -> nn.Module:

@@ -110,7 +110,8 @@ class FlowHead(nn.Module):
 
     forward(x: `(B, 6, H, W)` float32 in [-1, 1], endpoints I_0 then I_1)
         -> `(B, 3*n_out, H, W)` float32 in [-1, 1], in-betweens in temporal order.
-    H and W must be multiples of the backbone's multiple times `downscale`.
+    H and W must be multiples of `downscale`; the downscaled input is padded (replicate) to
+    the backbone's multiple and its outputs cropped back.
 
     Parameterisations (`param`), flows in pixels:
       shared: F_t->0 = -t V + d0_t, F_t->1 = (1 - t) V + d1_t — one motion field V for the
@@ -120,8 +121,9 @@ class FlowHead(nn.Module):
     mask_t = sigmoid(logit_t + logit(1 - t)): a zero logit gives the time-weighted blend.
     residual_t = RESIDUAL_SCALE * tanh(r_t).
     With `corr_radius` r > 0 the backbone also sees a (2r+1)^2 cost volume between the
-    endpoints and its soft-argmax motion V_est (`motion.cost_volume`), and V_est is added to
-    the flows linearly in t (F_t->0 += -t V_est, F_t->1 += (1 - t) V_est).
+    endpoints and its soft-argmax motion V_est (`motion.cost_volume`) as extra input channels.
+    (Adding V_est to the flows directly was measured worse than the blend on the held-out
+    clips, so it is an input cue only and the untrained model stays exactly the blend.)
     Flow channels are multiplied by `flow_gain` (in backbone pixels): with a zero-initialised
     last layer and Adam's bounded steps, a raw output grows by ~0.01 per step, so motions of
     tens of pixels would take thousands of steps to reach without a gain.
@@ -131,7 +133,8 @@ class FlowHead(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, n_out: int, downscale: int = 1,
-                 param: str = "shared", flow_gain: float = 1.0, corr_radius: int = 0) -> None:
+                 param: str = "shared", flow_gain: float = 1.0, corr_radius: int = 0,
+                 backbone_multiple: int = 1) -> None:
         super().__init__()
         if downscale < 1:
             raise ValueError(f"flow_downscale must be >= 1, got {downscale}")
@@ -141,6 +144,7 @@ class FlowHead(nn.Module):
         self.param = param
         self.flow_gain = float(flow_gain)
         self.corr_radius = int(corr_radius)
+        self.backbone_multiple = int(backbone_multiple)
         self.out_channels = head_channels(n_out, param)
         t = torch.arange(1, n_out + 1, dtype=torch.float32) / (n_out + 1)
         # Not saved in checkpoints: fully determined by n_out.
@@ -162,10 +166,9 @@ class FlowHead(nn.Module):
         """
         return self._run(x, aux=True)
 
-    def _fields(self, raw: torch.Tensor, v_est: torch.Tensor | None = None) -> torch.Tensor:
+    def _fields(self, raw: torch.Tensor) -> torch.Tensor:
         """Backbone output `(B, head_channels, h, w)` -> `(B, 8m, h, w)`:
-        [flows (B, 2 endpoints, m, 2, h, w) flattened | mask (m) | residual (3m)].
-        `v_est` `(B, 2, h, w)`: a motion estimate I_0 -> I_1 added linearly in t."""
+        [flows (B, 2 endpoints, m, 2, h, w) flattened | mask (m) | residual (3m)]."""
         b, _, h, w = raw.shape
         m = self.n_out
         coef = torch.stack([-self.t, 1 - self.t]).view(1, 2, m, 1, 1, 1)
@@ -175,8 +178,6 @@ class FlowHead(nn.Module):
         else:
             flows = raw[:, :4 * m]
         flows = flows.reshape(b, 2, m, 2, h, w) * self.flow_gain
-        if v_est is not None:
-            flows = flows + coef * v_est.view(b, 1, 1, 2, h, w)
         mask = torch.sigmoid(raw[:, 4 * m:5 * m] + self.mask_prior.view(1, m, 1, 1))
         residual = RESIDUAL_SCALE * torch.tanh(raw[:, 5 * m:])
         return torch.cat([flows.reshape(b, 4 * m, h, w), mask, residual], 1)
@@ -188,18 +189,22 @@ class FlowHead(nn.Module):
         s, m = self.downscale, self.n_out
         if h % s or w % s:
             raise ValueError(f"flow head input is {h}x{w}; height and width must be multiples "
-                             f"of flow_downscale={s} times the backbone's multiple")
+                             f"of flow_downscale={s}")
         x = x.float()
         small = x
         if s > 1:
             small = F.interpolate(x, size=(h // s, w // s), mode="bilinear",
                                   align_corners=False, antialias=True)
+        inp = small
         if self.corr_radius > 0:
-            costs, v_est = cost_volume(small[:, :3], small[:, 3:], self.corr_radius)
-            fields = self._fields(self.backbone(torch.cat([small, costs, v_est], 1)).float(),
-                                  v_est)
-        else:
-            fields = self._fields(self.backbone(small).float())
+            inp = torch.cat([small, *cost_volume(small[:, :3], small[:, 3:], self.corr_radius)], 1)
+        # The backbone wants multiples of its own 2**depth; padding here, at 1/s resolution,
+        # costs far less than padding full frames (640x360 would otherwise become 768x512).
+        hs, ws, bm = h // s, w // s, self.backbone_multiple
+        ph, pw = (-hs) % bm, (-ws) % bm
+        if ph or pw:
+            inp = F.pad(inp, (0, pw, 0, ph), mode="replicate")
+        fields = self._fields(self.backbone(inp).float()[..., :hs, :ws])
         if s > 1:
             fields = F.interpolate(fields, size=(h, w), mode="bilinear", align_corners=False)
         flows = fields[:, :4 * m].view(b, 2, m, 2, h, w)  # backbone pixels
