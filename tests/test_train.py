@@ -182,3 +182,16 @@ def test_export_half_model_loads_for_inference(dataset, tmp_path):
     assert len(frames) == 5 and frames[0].shape == (40, 48, 3) and frames[0].dtype == np.uint8
     r = runner.invoke(main, ["export", str(res.checkpoint), "-o", str(out)])
     assert r.exit_code == 2 and "--overwrite" in r.output
+
+
+def test_l1_only_training_leaves_the_discriminator_alone(dataset, tmp_path):
+    res = train(TINY, _cfg(dataset, tmp_path / "run", max_steps=2, lambda_gan=0.0),
+                progress=False)
+    from vinterp.networks import build_discriminator
+
+    torch.manual_seed(3)  # train() builds G, then D, right after seeding
+    build_generator(TINY)
+    init_D = build_discriminator(TINY).state_dict()
+    state = load_checkpoint(res.checkpoint)
+    assert _same(init_D, state["discriminator"])
+    assert not _same(build_generator(TINY).state_dict(), state["generator"])

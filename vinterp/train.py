@@ -317,31 +317,40 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
                     fake = G_train(ends)
             real_clip, fake_clip = clip, join_clip(ends, fake)
 
-            # D: real clip -> real, generated clip -> fake (two backward passes, synced once).
-            for p in D.parameters():
-                p.requires_grad_(True)
-            opt_D.zero_grad(set_to_none=True)
-            ctx = D_train.no_sync() if distributed else _null()
-            with ctx, torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                loss_D_real = 0.5 * gan(D_train(real_clip), True)
-            scaler.scale(loss_D_real).backward()
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                loss_D_fake = 0.5 * gan(D_train(fake_clip.detach()), False)
-            scaler.scale(loss_D_fake).backward()
-            scaler.step(opt_D)
+            # With lambda_gan 0 (an L1-only model) D is neither trained nor run: it would only
+            # cost time. It stays in the checkpoint, untouched, so configs stay comparable.
+            use_gan = cfg.lambda_gan != 0
+            parts: dict[str, float] = {}
+            if use_gan:
+                # D: real clip -> real, generated clip -> fake (two backward passes, synced
+                # once).
+                for p in D.parameters():
+                    p.requires_grad_(True)
+                opt_D.zero_grad(set_to_none=True)
+                ctx = D_train.no_sync() if distributed else _null()
+                with ctx, torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    loss_D_real = 0.5 * gan(D_train(real_clip), True)
+                scaler.scale(loss_D_real).backward()
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    loss_D_fake = 0.5 * gan(D_train(fake_clip.detach()), False)
+                scaler.scale(loss_D_fake).backward()
+                scaler.step(opt_D)
+                parts["D"] = (loss_D_real + loss_D_fake).item()
 
             # G: fool D (through the unwrapped D: D is not updated here) and match the frames.
-            for p in D.parameters():
-                p.requires_grad_(False)
             opt_G.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                loss_gan = gan(D(fake_clip), True)
             fake32 = fake.float()
             w = weight.view(-1, 1, 1, 1)
             loss_l1 = ((fake32 - real).abs() * w).mean()
-            loss_G = cfg.lambda_gan * loss_gan + cfg.lambda_l1 * loss_l1
-            parts = {"D": (loss_D_real + loss_D_fake).item(), "G_gan": loss_gan.item(),
-                     "G_l1": loss_l1.item()}
+            loss_G = cfg.lambda_l1 * loss_l1
+            if use_gan:
+                for p in D.parameters():
+                    p.requires_grad_(False)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    loss_gan = gan(D(fake_clip), True)
+                loss_G = loss_G + cfg.lambda_gan * loss_gan
+                parts["G_gan"] = loss_gan.item()
+            parts["G_l1"] = loss_l1.item()
             if cfg.lambda_census:
                 lc = losses.census_loss(fake32, real)
                 loss_G = loss_G + cfg.lambda_census * lc
