@@ -45,6 +45,9 @@ class TrainResult:
     steps: int
     seconds: float
     last_metrics: dict | None
+    # wall seconds of each optimizer step of this call (data loading included, validation and
+    # checkpoint writing not), for benchmarks
+    step_seconds: list = field(repr=False, compare=False, default_factory=list)
     generator: torch.nn.Module = field(repr=False, compare=False, default=None)
     discriminator: torch.nn.Module = field(repr=False, compare=False, default=None)
 
@@ -258,6 +261,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
     total_epochs = cfg.n_epochs + cfg.n_epochs_decay
     metrics_path = out / "metrics.jsonl"
     last_metrics = None
+    step_seconds: list[float] = []
     start_time = time.time()
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -307,6 +311,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
                             **loader_kw)
         G.train()
         D.train()
+        t_step = time.perf_counter()
         for batch in loader:
             clip, weight = batch[0].to(device, non_blocking=True), batch[1].to(device)
             ends, real = split_clip(clip, model_cfg.n_out)
@@ -380,6 +385,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
 
             step += 1
             step_in_epoch += 1
+            step_seconds.append(time.perf_counter() - t_step)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()}, refresh=False)
@@ -388,6 +394,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
             if cfg.val_every_steps and step % cfg.val_every_steps == 0:
                 last_metrics = validate_and_log() or last_metrics
                 save({"step_in_epoch": step_in_epoch, "metrics": last_metrics})
+            t_step = time.perf_counter()
 
         if step_in_epoch >= sampler.per_rank() // cfg.batch_size:
             epoch += 1
@@ -404,7 +411,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
         bar.close()
     if distributed:
         dist.barrier()
-    return TrainResult(ckpt_path, epoch, step, time.time() - start_time, last_metrics, G, D)
+    return TrainResult(ckpt_path, epoch, step, time.time() - start_time, last_metrics,
+                       step_seconds, G, D)
 
 
 def run_from_options(options: dict, resume: str | None = None, overwrite: bool = False,
