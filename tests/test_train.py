@@ -195,3 +195,31 @@ def test_l1_only_training_leaves_the_discriminator_alone(dataset, tmp_path):
     state = load_checkpoint(res.checkpoint)
     assert _same(init_D, state["discriminator"])
     assert not _same(build_generator(TINY).state_dict(), state["generator"])
+
+
+def test_cli_prepare_then_train_then_checkpoint(tmp_path, monkeypatch):
+    """The user's path with default locations: videos -> `vinterp prepare` -> `vinterp train`
+    (no --data, no --out) -> a checkpoint that `vinterp upsample --model` takes."""
+    from synth import write_video
+
+    vids = tmp_path / "videos"
+    vids.mkdir()
+    for i, (vx, vy) in enumerate([(2, 0), (-2, 1), (1, 1)]):
+        write_video(vids / f"clip{i}.mp4",
+                    moving_square(14, 48, 64, size=12, vx=vx, vy=vy, x0=24, seed=i), fps=10)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    r = runner.invoke(main, ["prepare", str(vids), "--val", "clip2", "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["train", "--netG", "unet_32", "--ngf", "8", "--ndf", "8",
+                             "--n-layers-D", "2", "--crop", "32", "--max-steps", "2",
+                             "--val-windows", "1", "--quiet"])
+    assert r.exit_code == 0, r.output
+    ckpt = tmp_path / "runs" / "default" / "latest.pt"
+    state = load_checkpoint(ckpt)
+    assert state["step"] == 2 and state["train_config"].data == "data/prepared"
+    out = tmp_path / "smooth.mp4"
+    r = runner.invoke(main, ["upsample", str(vids / "clip2.mp4"), "-o", str(out), "--model",
+                             str(ckpt), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "output: 79 frames" in r.output  # 6 * (14 - 1) + 1
