@@ -271,7 +271,8 @@ def test_signal_mid_run_leaves_no_dataset(tmp_path: Path):
 
     src = tmp_path / "in"
     for i in range(3):
-        synth.write_frames(src / f"clip{i}", synth.moving_square(60, 120, 160, vx=1, seed=i))
+        # enough work (600 frames) that the signal lands mid-run even on an idle machine
+        synth.write_frames(src / f"clip{i}", synth.moving_square(200, 180, 240, vx=1, seed=i))
     vinterp = str(Path(sys.executable).with_name("vinterp"))
     for sig in (signal.SIGINT, signal.SIGTERM):
         out = tmp_path / "prepared"

@@ -342,7 +342,7 @@ def test_ctrl_c_from_the_terminal_leaves_nothing(tmp_path, models):
 
     # Long enough that the stream outlasts the signal's arrival even on an idle machine
     # (a Ctrl-C after the output is complete rightly leaves the complete output).
-    src = write_video(tmp_path / "in.mp4", moving_square(600, H, W, vx=1), fps=FPS)
+    src = write_video(tmp_path / "in.mp4", moving_square(300, 160, 224, vx=1), fps=FPS)
     out = tmp_path / "out.mp4"
     proc = subprocess.Popen(
         [sys.executable, "-c", "from cli import main; main()", "upsample", str(src), "-o",
