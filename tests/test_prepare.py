@@ -276,8 +276,11 @@ def test_signal_mid_run_leaves_no_dataset(tmp_path: Path):
     vinterp = str(Path(sys.executable).with_name("vinterp"))
     for sig in (signal.SIGINT, signal.SIGTERM):
         out = tmp_path / "prepared"
+        # A background job of a non-interactive shell (as CI may be) inherits SIGINT ignored:
+        # give the child a terminal's default so Ctrl-C is what it would be for a user.
         p = subprocess.Popen([vinterp, "prepare", str(src), "-o", str(out), "--quiet"],
-                             stderr=subprocess.PIPE)
+                             stderr=subprocess.PIPE,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 60
         while not list((tmp_path).glob(".prepared.partial-*/frames/.clip0*")):
             assert p.poll() is None and time.monotonic() < deadline, "never started writing"

@@ -348,7 +348,10 @@ def test_ctrl_c_from_the_terminal_leaves_nothing(tmp_path, models):
         [sys.executable, "-c", "from cli import main; main()", "upsample", str(src), "-o",
          str(out), "--model", models["flow"], "--threads", "1", "--preset", "veryslow"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
-        cwd=Path(__file__).resolve().parents[1])
+        cwd=Path(__file__).resolve().parents[1],
+        # A job started in the background by a non-interactive shell inherits SIGINT ignored,
+        # and Python then never raises KeyboardInterrupt: give the child a terminal's default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not leftovers(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
