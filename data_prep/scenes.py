@@ -76,6 +76,22 @@ def is_scene_cut(a: np.ndarray, b: np.ndarray, threshold: float = CUT_THRESHOLD)
     return scene_cut_score(a, b) >= threshold
 
 
+class StreamCutDetector:
+    """`is_scene_cut(a, b)` for the consecutive frames of a stream, computing each frame's
+    signature once: when `a` is the `b` of the previous call, its signature is reused."""
+
+    def __init__(self, threshold: float = CUT_THRESHOLD) -> None:
+        self.threshold = threshold
+        self._last: tuple[np.ndarray, FrameSignature] | None = None
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> bool:
+        last = self._last
+        sig_a = last[1] if last is not None and last[0] is a else frame_signature(a)
+        sig_b = frame_signature(b)
+        self._last = (b, sig_b)
+        return signature_score(sig_a, sig_b) >= self.threshold
+
+
 def iter_cut_scores(frames: Iterable[np.ndarray]) -> Iterator[float]:
     """Stream of scores between each frame and the one before (one fewer than frames); each
     frame's signature is computed once."""

@@ -21,7 +21,7 @@ from vinterp.eval_sources import Source, WindowPlan, stream_windows
 @pytest.fixture(autouse=True)
 def no_default_model(tmp_path, monkeypatch):
     """Tests see no bundled model unless they install one (keeps them fast and stable)."""
-    monkeypatch.setattr("vinterp.evaluate.DEFAULT_MODEL", tmp_path / "absent" / "default.pt")
+    monkeypatch.setattr("vinterp.inference.default_model_path", lambda: None)
 
 
 def run(*args):
@@ -196,7 +196,7 @@ def test_models_side_by_side(tmp_path, monkeypatch):
     assert code == 2 and "makes 5 in-betweens" in text
     # No --model: the bundled default is used when installed.
     default = _tiny_checkpoint(tmp_path / "models" / "default.pt", n_out=3)
-    monkeypatch.setattr("vinterp.evaluate.DEFAULT_MODEL", default)
+    monkeypatch.setattr("vinterp.inference.default_model_path", lambda: default)
     code, text = run(video, "--out", tmp_path / "o3", "--baselines", "blend")
     assert code == 0, text
     doc = load(tmp_path / "o3")

@@ -34,7 +34,7 @@ def test_report_renders_in_chromium(tmp_path, monkeypatch):
     import cv2
 
     exe = _chromium()
-    monkeypatch.setattr("vinterp.evaluate.DEFAULT_MODEL", tmp_path / "absent.pt")
+    monkeypatch.setattr("vinterp.inference.default_model_path", lambda: None)
     video = write_video(tmp_path / "sq.mp4",
                         moving_square(13, 64, 96, size=24, vx=1, color=SQUARE))
     out = tmp_path / "out"

@@ -94,3 +94,13 @@ def test_large_jpegs_decode_reduced_like_full(tmp_path: Path):
     ref = resize(read_image(path), 50)
     assert full_hw == (200, 300) and frame.shape == ref.shape == (50, 75, 3)
     assert np.abs(frame.astype(int) - ref).mean() < 2
+
+
+def test_stream_cut_detector_agrees_with_is_scene_cut():
+    from data_prep.scenes import StreamCutDetector, is_scene_cut
+
+    frames = synth.scene_cut_frames(4, scenes=3)
+    det = StreamCutDetector()
+    got = [det(a, b) for a, b in zip(frames, frames[1:], strict=False)]
+    assert got == [is_scene_cut(a, b) for a, b in zip(frames, frames[1:], strict=False)]
+    assert got.count(True) == 2

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data_prep.scenes import StreamCutDetector
 from vinterp.baselines import BASELINES, times
 from vinterp.eval_sources import (
     EvaluateError,
@@ -32,7 +33,6 @@ from vinterp.eval_sources import (
     prepared_inbetweens,
 )
 
-DEFAULT_MODEL = Path(__file__).parent / "models" / "default.pt"
 JSON_FORMAT = "vinterp-evaluate"
 
 
@@ -135,25 +135,19 @@ class _Method:
 
 
 def _model_methods(cfg: EvaluateConfig, notes: list[str]) -> list[_Method]:
+    from vinterp.inference import InferenceError, Interpolator, default_model_path
+
     paths = [Path(p) for p in cfg.models]
     if not paths:
-        if not DEFAULT_MODEL.is_file():
-            notes.append("no --model given and no bundled default model installed "
-                         f"({DEFAULT_MODEL}): baselines only")
+        default = default_model_path()
+        if default is None:
+            notes.append("no --model given and no bundled default model installed: "
+                         "baselines only")
             return []
-        paths = [DEFAULT_MODEL]
+        paths = [default]
     for p in paths:
         if not p.is_file():
             raise EvaluateError(f"{p}: model checkpoint not found")
-    try:
-        from vinterp.inference import InferenceError, Interpolator
-    except ImportError as e:
-        if cfg.models:
-            raise EvaluateError(f"--model needs vinterp.inference, which cannot be imported "
-                                f"({e})") from None
-        notes.append(f"bundled default model not evaluated: vinterp.inference cannot be "
-                     f"imported ({e}); baselines only")
-        return []
     from vinterp.checkpoint import CheckpointError
 
     methods, used = [], set(cfg.baselines)
@@ -287,13 +281,7 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> Evaluat
     notes: list[str] = []
     methods = _methods(cfg, notes)
     m = _inbetweens(cfg, methods)
-    cut = None
-    if cfg.scene_cuts:
-        try:
-            from data_prep.scenes import is_scene_cut as cut
-        except ImportError:
-            notes.append("scene-cut detection unavailable (data_prep.scenes missing): windows "
-                         "are not checked for cuts")
+    cut = StreamCutDetector() if cfg.scene_cuts else None
     plan = WindowPlan(m=m, step=cfg.frame_step, stride=cfg.stride,
                       max_windows=cfg.max_windows, size=cfg.size)
     sources = open_sources(list(cfg.inputs), plan, cfg.split, cut)

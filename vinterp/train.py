@@ -10,6 +10,7 @@ validation), `strips/step_NNNNNN.png` (real row above generated row), all from r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -94,12 +95,6 @@ def join_clip(ends: torch.Tensor, mid: torch.Tensor) -> torch.Tensor:
     return torch.cat([ends[:, :3], mid, ends[:, 3:]], 1)
 
 
-def reverse_frames(x: torch.Tensor) -> torch.Tensor:
-    """Reverse the order of the 3-channel frames stacked in `(B, 3k, H, W)`."""
-    b, c, h, w = x.shape
-    return x.view(b, c // 3, 3, h, w).flip(1).reshape(b, c, h, w)
-
-
 def lr_lambda(cfg: TrainConfig):
     """pix2pix 'linear' policy: constant for n_epochs, then linear decay to 0 over the rest."""
     def f(epoch: int) -> float:
@@ -146,7 +141,7 @@ def validate(G: torch.nn.Module, ds: WindowDataset, model_cfg: ModelConfig, devi
 
 def _to01(x: torch.Tensor) -> torch.Tensor:
     """`(B, 3k, H, W)` in [-1, 1] -> `(B*k, 3, H, W)` in [0, 1]."""
-    return (x.reshape(-1, 3, *x.shape[-2:]) + 1) / 2
+    return (losses.as_images(x) + 1) / 2
 
 
 def _save_strip(strip: torch.Tensor, path: Path, max_width: int = 1600) -> None:
@@ -332,7 +327,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
                 for p in D.parameters():
                     p.requires_grad_(True)
                 opt_D.zero_grad(set_to_none=True)
-                ctx = D_train.no_sync() if distributed else _null()
+                ctx = D_train.no_sync() if distributed else contextlib.nullcontext()
                 with ctx, torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     loss_D_real = 0.5 * gan(D_train(real_clip), True)
                 scaler.scale(loss_D_real).backward()
@@ -375,8 +370,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
             if cfg.lambda_reverse:
                 # The same clip played backwards must give the same frames, reversed.
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    fake_rev = G(reverse_frames(ends))
-                lr_ = (reverse_frames(fake_rev.float()) - fake32).abs().mean()
+                    lr_ = losses.reverse_consistency(G, ends, fake32)
                 loss_G = loss_G + cfg.lambda_reverse * lr_
                 parts["reverse"] = lr_.item()
             scaler.scale(loss_G).backward()
@@ -441,13 +435,3 @@ def run_from_options(options: dict, resume: str | None = None, overwrite: bool =
             (Path(cfg.out) / "metrics.jsonl").unlink(missing_ok=True)
     result = train(model_cfg, cfg, resume=path, progress=progress)
     return result if _dist_env()[0] == 0 else None
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
-
-
