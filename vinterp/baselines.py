@@ -20,6 +20,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from vinterp.motion import dis_flow_pair
+
 Baseline = Callable[[np.ndarray, np.ndarray, int], list[np.ndarray]]
 
 # The filter options the comparison is defined with; `scd=none` is explained in
@@ -55,15 +57,6 @@ def blend_interpolate(a: np.ndarray, b: np.ndarray, m: int) -> list[np.ndarray]:
     return [np.rint((1 - t) * fa + t * fb).clip(0, 255).astype(np.uint8) for t in times(m)]
 
 
-def _flows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    import cv2
-
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    g0 = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
-    g1 = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
-    return dis.calc(g0, g1, None), dis.calc(g1, g0, None)
-
-
 def dis_interpolate(a: np.ndarray, b: np.ndarray, m: int) -> list[np.ndarray]:
     """Optical-flow interpolation with OpenCV DIS, both ways, and backward warps.
 
@@ -80,7 +73,7 @@ def dis_interpolate(a: np.ndarray, b: np.ndarray, m: int) -> list[np.ndarray]:
     import cv2
 
     _check(a, b, m)
-    f01, f10 = _flows(a, b)
+    f01, f10 = dis_flow_pair(a, b)
     h, w = a.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     fa, fb = a.astype(np.float32), b.astype(np.float32)

@@ -40,6 +40,9 @@ class ModelConfig:
     # Flow head only: radius (backbone pixels) of the cost volume fed to the backbone, whose
     # soft-argmax also seeds the motion (vinterp/motion.py); 0 = off (plain pix2pix input).
     corr_radius: int = 0
+    # Flow head only: "dis" seeds the flows with OpenCV DIS flow between the endpoints (a
+    # non-trainable input computed in the forward pass; see warp.FlowHead); "none" = off.
+    flow_prior: str = "none"
     netD: str = "patchgan"  # patchgan (n_layers_D conv layers; 3 gives 70x70 receptive field)
     ndf: int = 64
     n_layers_D: int = 3

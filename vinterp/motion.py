@@ -5,10 +5,14 @@ A U-Net given only the two frames must learn to detect motion from scratch, whic
 more steps than a CPU budget allows (measured: flows of ~0.1 px after 400 steps while the
 true motion was 2-5 px). A cost volume, as in PWC-Net, hands it the matching evidence
 directly, and the soft-argmax a first linear-motion estimate V_est, as extra input channels.
+
+The flow prior goes further: classical DIS optical flow between the endpoints (OpenCV) seeds
+the flow head's motion, so training only has to learn where and how that flow is wrong.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -51,3 +55,53 @@ def cost_volume(a: torch.Tensor, b: torch.Tensor, radius: int,
     d = torch.tensor(disp, dtype=cost.dtype, device=cost.device)  # (D, 2)
     v_est = torch.einsum("bdhw,dk->bkhw", p, d)
     return cost, v_est
+
+
+# ---------------------------------------------------------------------------------------------
+# Classical flow prior
+
+PRIORS = ("none", "dis")
+
+
+def prior_channels(prior: str, n_out: int) -> int:
+    """Extra backbone input channels for `prior` (see `warp._prior_cues`): the two endpoint
+    flows (4), the two brightness-constancy errors of warping each endpoint onto the other
+    with them (6), and both endpoints warped to each of the `n_out` times (6 n_out)."""
+    if prior not in PRIORS:
+        raise ValueError(f"unknown flow_prior {prior!r}; choose one of {', '.join(PRIORS)}")
+    return 0 if prior == "none" else 10 + 6 * n_out
+
+
+def dis_flow_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV DIS (medium preset) both ways between two `(H, W, 3)` uint8 RGB frames.
+
+    Returns `(F01, F10)`, each `(H, W, 2)` float32 pixels (dx, dy) with `a(p) ~ b(p + F01(p))`
+    and `b(p) ~ a(p + F10(p))`. The one definition shared by the `dis` baseline and the
+    generator's flow prior, so an untrained prior model reproduces that baseline.
+    """
+    import cv2
+
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    g0 = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
+    g1 = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
+    return dis.calc(g0, g1, None), dis.calc(g1, g0, None)
+
+
+@torch.no_grad()
+def dis_flows(x: torch.Tensor) -> torch.Tensor:
+    """DIS flows between the endpoints of a batch, as a non-trainable input of the generator.
+
+    x: `(B, 6, H, W)` float in [-1, 1] (I_0 then I_1; any device). The frames are quantised to
+    uint8 as video frames are, so a model fed decoded frames sees exactly the flows the `dis`
+    baseline computes. Returns `(B, 2, 2, H, W)` float32 pixels on x's device:
+    `[:, 0]` = F01, `[:, 1]` = F10 (see `dis_flow_pair`). Runs on the CPU (about 20 ms per
+    640x360 pair on one core).
+    """
+    b, _, h, w = x.shape
+    u8 = ((x.detach().float() + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+    u8 = u8.view(b, 2, 3, h, w).permute(0, 1, 3, 4, 2).cpu().numpy()
+    out = np.empty((b, 2, h, w, 2), np.float32)
+    for i in range(b):
+        out[i, 0], out[i, 1] = dis_flow_pair(np.ascontiguousarray(u8[i, 0]),
+                                             np.ascontiguousarray(u8[i, 1]))
+    return torch.from_numpy(out).permute(0, 1, 4, 2, 3).to(x.device)

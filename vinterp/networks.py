@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from vinterp.config import ModelConfig
-from vinterp.motion import corr_channels
+from vinterp.motion import corr_channels, prior_channels
 from vinterp.warp import FlowHead, backward_warp, head_channels
 
 UNET_DEPTHS = {"unet_32": 5, "unet_64": 6, "unet_128": 7, "unet_256": 8}
@@ -307,12 +307,13 @@ def build_generator(cfg: ModelConfig) -> nn.Module:
     if cfg.head == "pixels":
         return init_weights(build(3 * cfg.n_in, 3 * cfg.n_out, cfg, True))
     param = cfg.flow_param
-    in_nc = 6 + corr_channels(cfg.corr_radius)
+    in_nc = 6 + corr_channels(cfg.corr_radius) + prior_channels(cfg.flow_prior, cfg.n_out)
     backbone = init_weights(build(in_nc, head_channels(cfg.n_out, param), cfg, False))
     nn.init.zeros_(backbone.last.weight)
     nn.init.zeros_(backbone.last.bias)
     return FlowHead(backbone, cfg.n_out, cfg.flow_downscale, param, cfg.flow_gain,
-                    cfg.corr_radius, backbone_multiple=_backbone_multiple(cfg))
+                    cfg.corr_radius, backbone_multiple=_backbone_multiple(cfg),
+                    prior=cfg.flow_prior)
 
 
 def build_discriminator(cfg: ModelConfig) -> nn.Module:

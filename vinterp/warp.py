@@ -16,13 +16,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vinterp.motion import cost_volume
+from vinterp.motion import cost_volume, dis_flows, prior_channels
 
 # The residual only has to fix what warping cannot (new content, lighting); keeping it small
 # stops the head from falling back to painting pixels, which is what the pixels head does.
 RESIDUAL_SCALE = 0.2
 
 FLOW_PARAMS = ("shared", "free")
+
+# Prior flows enter the backbone in backbone pixels times this, so motions of tens of pixels
+# become O(1) inputs like the frames themselves.
+PRIOR_INPUT_SCALE = 0.1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,6 +128,12 @@ class FlowHead(nn.Module):
     endpoints and its soft-argmax motion V_est (`motion.cost_volume`) as extra input channels.
     (Adding V_est to the flows directly was measured worse than the blend on the held-out
     clips, so it is an input cue only and the untrained model stays exactly the blend.)
+    With `prior="dis"` the flows are instead seeded by classical DIS flow between the
+    endpoints (`motion.dis_flows`, F01 and F10 at full resolution, not trainable):
+    F_t->0 += -t F01, F_t->1 += -(1 - t) F10, the linear-motion approximation of the `dis`
+    baseline. The backbone also sees both flows and the errors of warping each endpoint onto
+    the other with them (where the prior is wrong), and learns corrections, occlusion masks
+    and residuals; the untrained model then reproduces the `dis` baseline instead of the blend.
     Flow channels are multiplied by `flow_gain` (in backbone pixels): with a zero-initialised
     last layer and Adam's bounded steps, a raw output grows by ~0.01 per step, so motions of
     tens of pixels would take thousands of steps to reach without a gain.
@@ -134,7 +144,7 @@ class FlowHead(nn.Module):
 
     def __init__(self, backbone: nn.Module, n_out: int, downscale: int = 1,
                  param: str = "shared", flow_gain: float = 1.0, corr_radius: int = 0,
-                 backbone_multiple: int = 1) -> None:
+                 backbone_multiple: int = 1, prior: str = "none") -> None:
         super().__init__()
         if downscale < 1:
             raise ValueError(f"flow_downscale must be >= 1, got {downscale}")
@@ -145,6 +155,8 @@ class FlowHead(nn.Module):
         self.flow_gain = float(flow_gain)
         self.corr_radius = int(corr_radius)
         self.backbone_multiple = int(backbone_multiple)
+        prior_channels(prior, n_out)  # validates the name
+        self.prior = prior
         self.out_channels = head_channels(n_out, param)
         t = torch.arange(1, n_out + 1, dtype=torch.float32) / (n_out + 1)
         # Not saved in checkpoints: fully determined by n_out.
@@ -198,6 +210,9 @@ class FlowHead(nn.Module):
         inp = small
         if self.corr_radius > 0:
             inp = torch.cat([small, *cost_volume(small[:, :3], small[:, 3:], self.corr_radius)], 1)
+        prior = dis_flows(x) if self.prior == "dis" else None  # (B, 2, 2, H, W) pixels
+        if prior is not None:
+            inp = torch.cat([inp, _prior_cues(small, prior, s, self.t)], 1)
         # The backbone wants multiples of its own 2**depth; padding here, at 1/s resolution,
         # costs far less than padding full frames (640x360 would otherwise become 768x512).
         hs, ws, bm = h // s, w // s, self.backbone_multiple
@@ -207,13 +222,16 @@ class FlowHead(nn.Module):
         fields = self._fields(self.backbone(inp).float()[..., :hs, :ws])
         if s > 1:
             fields = F.interpolate(fields, size=(h, w), mode="bilinear", align_corners=False)
-        flows = fields[:, :4 * m].view(b, 2, m, 2, h, w)  # backbone pixels
+        flows = fields[:, :4 * m].view(b, 2, m, 2, h, w) * s  # full-resolution pixels
+        if prior is not None:
+            coef = torch.stack([-self.t, self.t - 1]).view(1, 2, m, 1, 1, 1)
+            flows = flows + coef * prior.unsqueeze(2)
         mask = fields[:, 4 * m:5 * m].unsqueeze(2)
         residual = fields[:, 5 * m:].view(b, m, 3, h, w)
 
         # One grid_sample call for all 2m warps: source (B*2, 3, H', W'), grid (B*2, m*H, W, 2).
         src = _pad_source(x.reshape(b * 2, 3, h, w))
-        grid = _grid(flows, *src.shape[-2:], scale=s).view(b * 2, m * h, w, 2)
+        grid = _grid(flows, *src.shape[-2:]).view(b * 2, m * h, w, 2)
         warped = F.grid_sample(src, grid, mode="bilinear", padding_mode="border",
                                align_corners=True).view(b, 2, 3, m, h, w)
         w0, w1 = warped[:, 0].transpose(1, 2), warped[:, 1].transpose(1, 2)  # (B, m, 3, H, W)
@@ -221,5 +239,33 @@ class FlowHead(nn.Module):
         frames = (residual + torch.lerp(w1, w0, mask)).clamp_(-1, 1).view(b, 3 * m, h, w)
         if not aux:
             return frames, {}
-        return frames, {"flow0": flows[:, 0] * s, "flow1": flows[:, 1] * s,
+        return frames, {"flow0": flows[:, 0], "flow1": flows[:, 1],
                         "mask": mask, "residual": residual, "warped0": w0, "warped1": w1}
+
+
+def _prior_cues(small: torch.Tensor, prior: torch.Tensor, s: int, t: torch.Tensor
+                ) -> torch.Tensor:
+    """Backbone inputs from the prior flows, `(B, 10 + 6m, h, w)`:
+    [F01, F10 in backbone pixels times PRIOR_INPUT_SCALE (4) | I_1 warped onto I_0 by F01
+    minus I_0 (3) | I_0 warped onto I_1 by F10 minus I_1 (3) | for each t, I_0 and I_1 warped
+    to time t by the prior's linear-motion flows (6m)].
+
+    The errors show where the prior flow fails; the candidates show the backbone the frames it
+    is choosing between, so it can place masks and corrections where they disagree.
+    small: `(B, 6, h, w)` the downscaled endpoints; prior: `(B, 2, 2, H, W)` full-res pixels;
+    t: `(m,)` the in-between times.
+    """
+    b, _, hs, ws = small.shape
+    flows = prior.reshape(b, 4, *prior.shape[-2:])
+    if flows.shape[-2:] != (hs, ws):
+        flows = F.interpolate(flows, size=(hs, ws), mode="bilinear", align_corners=False,
+                              antialias=True) / s
+    flows = flows.view(b, 2, 2, hs, ws)
+    i0, i1 = small[:, :3], small[:, 3:]
+    err0 = backward_warp(i1, flows[:, 0]) - i0
+    err1 = backward_warp(i0, flows[:, 1]) - i1
+    m = t.shape[0]
+    cand0 = warp_many(i0, -t.view(1, m, 1, 1, 1) * flows[:, :1])
+    cand1 = warp_many(i1, (t - 1).view(1, m, 1, 1, 1) * flows[:, 1:])
+    return torch.cat([flows.reshape(b, 4, hs, ws) * PRIOR_INPUT_SCALE, err0, err1,
+                      cand0.reshape(b, 3 * m, hs, ws), cand1.reshape(b, 3 * m, hs, ws)], 1)
