@@ -131,9 +131,10 @@ class FlowHead(nn.Module):
     With `prior="dis"` the flows are instead seeded by classical DIS flow between the
     endpoints (`motion.dis_flows`, F01 and F10 at full resolution, not trainable):
     F_t->0 += -t F01, F_t->1 += -(1 - t) F10, the linear-motion approximation of the `dis`
-    baseline. The backbone also sees both flows and the errors of warping each endpoint onto
-    the other with them (where the prior is wrong), and learns corrections, occlusion masks
-    and residuals; the untrained model then reproduces the `dis` baseline instead of the blend.
+    baseline. The backbone also sees both flows, the errors of warping each endpoint onto
+    the other with them (where the prior is wrong) and the endpoints warped to every t
+    (`_prior_cues`), and learns corrections, occlusion masks and residuals; the untrained
+    model then reproduces the `dis` baseline instead of the blend.
     Flow channels are multiplied by `flow_gain` (in backbone pixels): with a zero-initialised
     last layer and Adam's bounded steps, a raw output grows by ~0.01 per step, so motions of
     tens of pixels would take thousands of steps to reach without a gain.
@@ -222,16 +223,17 @@ class FlowHead(nn.Module):
         fields = self._fields(self.backbone(inp).float()[..., :hs, :ws])
         if s > 1:
             fields = F.interpolate(fields, size=(h, w), mode="bilinear", align_corners=False)
-        flows = fields[:, :4 * m].view(b, 2, m, 2, h, w) * s  # full-resolution pixels
+        flows = fields[:, :4 * m].view(b, 2, m, 2, h, w)  # backbone pixels
         if prior is not None:
-            coef = torch.stack([-self.t, self.t - 1]).view(1, 2, m, 1, 1, 1)
+            # The prior is in full-resolution pixels; `_grid` scales everything by s.
+            coef = torch.stack([-self.t, self.t - 1]).view(1, 2, m, 1, 1, 1) / s
             flows = flows + coef * prior.unsqueeze(2)
         mask = fields[:, 4 * m:5 * m].unsqueeze(2)
         residual = fields[:, 5 * m:].view(b, m, 3, h, w)
 
         # One grid_sample call for all 2m warps: source (B*2, 3, H', W'), grid (B*2, m*H, W, 2).
         src = _pad_source(x.reshape(b * 2, 3, h, w))
-        grid = _grid(flows, *src.shape[-2:]).view(b * 2, m * h, w, 2)
+        grid = _grid(flows, *src.shape[-2:], scale=s).view(b * 2, m * h, w, 2)
         warped = F.grid_sample(src, grid, mode="bilinear", padding_mode="border",
                                align_corners=True).view(b, 2, 3, m, h, w)
         w0, w1 = warped[:, 0].transpose(1, 2), warped[:, 1].transpose(1, 2)  # (B, m, 3, H, W)
@@ -239,7 +241,7 @@ class FlowHead(nn.Module):
         frames = (residual + torch.lerp(w1, w0, mask)).clamp_(-1, 1).view(b, 3 * m, h, w)
         if not aux:
             return frames, {}
-        return frames, {"flow0": flows[:, 0], "flow1": flows[:, 1],
+        return frames, {"flow0": flows[:, 0] * s, "flow1": flows[:, 1] * s,
                         "mask": mask, "residual": residual, "warped0": w0, "warped1": w1}
 
 
