@@ -1,0 +1,57 @@
+"""One convention for Ctrl-C and SIGTERM across every command.
+
+Inside `signals_as_interrupts()`, SIGINT and SIGTERM (what `docker stop` and systemd send)
+raise `Interrupted`, a `KeyboardInterrupt` subclass, so every `try/finally` and
+`except BaseException` cleanup path unwinds the same way for both. The CLI then prints one
+line (`interrupted (SIGTERM): <what was kept or removed>`) and exits 128 + signal number:
+130 for SIGINT, 143 for SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised by the handlers of `signals_as_interrupts`; `signum` is the signal received."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def as_interrupted(exc: BaseException) -> Interrupted:
+    """A plain `KeyboardInterrupt` (raised by Python's own SIGINT handler) as SIGINT."""
+    return exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+
+
+@contextlib.contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """Make SIGINT and SIGTERM raise `Interrupted` for the duration; restores the previous
+    handlers on exit. Does nothing off the main thread, where handlers cannot be set."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in HANDLED}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
