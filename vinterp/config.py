@@ -41,16 +41,24 @@ class ModelConfig:
     # soft-argmax also seeds the motion (vinterp/motion.py); 0 = off (plain pix2pix input).
     corr_radius: int = 0
     # Flow head only: "dis" seeds the flows with OpenCV DIS flow between the endpoints (a
-    # non-trainable input computed in the forward pass; see warp.FlowHead); "none" = off.
+    # non-trainable input computed in the forward pass; see warp.FlowHead); "stream" also
+    # takes the inputs before and after the pair (n_in = 4) for quadratic motion; "none" = off.
     flow_prior: str = "none"
     netD: str = "patchgan"  # patchgan (n_layers_D conv layers; 3 gives 70x70 receptive field)
     ndf: int = 64
     n_layers_D: int = 3
 
     @property
+    def context(self) -> int:
+        """Inputs from outside the window: the frames before and after it for the "stream"
+        flow prior (its n_in = 4: I_-1, I_0, I_1, I_2), else none."""
+        return 2 if self.head == "flow" and self.flow_prior == "stream" else 0
+
+    @property
     def window(self) -> int:
-        """Frames in one training window: endpoints plus in-betweens (default 7)."""
-        return self.n_in + self.n_out
+        """Frames in one window, the clip the discriminator sees: the inputs that lie in it
+        (both endpoints for the flow head) plus the in-betweens (default 7)."""
+        return self.n_in - self.context + self.n_out
 
 
 @dataclass(frozen=True)

@@ -59,11 +59,16 @@ class WindowDataset(Dataset):
     (endpoint 0, in-betweens, endpoint 1) stacked on channels; weight a float32 scalar.
     With `teacher=True` a third element holds `teacher_flows` of the (augmented) window.
     With `crop=None` frames keep their stored size and no augmentation is applied.
+    With `context=2` the clip also holds the neighbouring inputs, first and last: the frames
+    one window span before and after it (`(T+2)*3` channels: I_-1, window, I_2), as the
+    "stream" flow prior takes them; where the sequence ends or a scene cut lies between, the
+    neighbour is a copy of its endpoint, which the prior reads as "none". Teacher flows are
+    always of the window alone.
     """
 
     def __init__(self, root: str | Path, split: str, window: int, crop: int | None = None,
                  flip: bool = False, reverse: bool = False, seed: int = 0,
-                 teacher: bool = False):
+                 teacher: bool = False, context: int = 0):
         self.root = Path(root)
         manifest = load_manifest(self.root)
         stored = int(manifest.get("inbetweens", 5)) + 2
@@ -74,6 +79,9 @@ class WindowDataset(Dataset):
             )
         self.files = {s["name"]: self.root / s["file"] for s in manifest["sequences"]}
         self.sizes = {s["name"]: (s["height"], s["width"]) for s in manifest["sequences"]}
+        self.lengths = {s["name"]: int(s["frames"]) for s in manifest["sequences"]}
+        self.cuts = {s["name"]: tuple(s.get("cuts", ())) for s in manifest["sequences"]}
+        self.context = context
         self.windows = [
             Window(w["seq"], w["start"], w["step"], w["split"], float(w.get("weight", 1.0)))
             for w in manifest["windows"] if w["split"] == split
@@ -96,12 +104,28 @@ class WindowDataset(Dataset):
         self.epoch = epoch
 
     def frames(self, index: int) -> np.ndarray:
-        """The raw window, `(T, H, W, 3)` uint8 RGB (a view into the memory map)."""
+        """The raw window, `(T, H, W, 3)` uint8 RGB (T + 2 frames with context), copied from
+        the memory map."""
         w = self.windows[index]
         arr = self._arrays.get(w.seq)
         if arr is None:  # opened lazily so DataLoader workers each map their own file
             arr = self._arrays[w.seq] = np.load(self.files[w.seq], mmap_mode="r")
-        return arr[w.start : w.start + w.step * (self.window - 1) + 1 : w.step]
+        idx = [w.start + k * w.step for k in range(self.window)]
+        if self.context:
+            span = idx[-1] - idx[0]
+            idx = [self._neighbour(w.seq, idx[0], -span), *idx,
+                   self._neighbour(w.seq, idx[-1], span)]
+        return arr[idx]
+
+    def _neighbour(self, seq: str, end: int, offset: int) -> int:
+        """`end + offset`, the input one window span beyond an endpoint, or `end` itself
+        where the sequence stops or a scene cut lies between (cut c: between frames c - 1
+        and c)."""
+        other = end + offset
+        lo, hi = min(end, other), max(end, other)
+        if other < 0 or other >= self.lengths[seq] or any(lo < c <= hi for c in self.cuts[seq]):
+            return end
+        return other
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         clip = self.frames(index)
@@ -120,7 +144,8 @@ class WindowDataset(Dataset):
         t = t.permute(0, 3, 1, 2).reshape(-1, t.shape[1], t.shape[2]).float() / 127.5 - 1.0
         weight = torch.tensor(self.windows[index].weight, dtype=torch.float32)
         if self.teacher:
-            return t, weight, teacher_flows(clip)
+            inner = clip[1:-1] if self.context else clip
+            return t, weight, teacher_flows(inner)
         return t, weight
 
 

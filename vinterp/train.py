@@ -30,6 +30,7 @@ from vinterp.checkpoint import CheckpointError, load_checkpoint, model_state, sa
 from vinterp.config import ModelConfig, TrainConfig
 from vinterp.dataset import DatasetError, EpochSampler, WindowDataset
 from vinterp.metrics import psnr, ssim
+from vinterp.motion import PRIOR_INPUTS
 from vinterp.networks import build_discriminator, build_generator, generator_multiple
 
 CHECKPOINT_NAME = "latest.pt"
@@ -85,14 +86,25 @@ def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
     return x, h, w
 
 
-def split_clip(clip: torch.Tensor, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(B, 3*(n_out+2), H, W)` -> endpoints `(B, 6, H, W)`, in-betweens `(B, 3*n_out, H, W)`."""
-    return torch.cat([clip[:, :3], clip[:, -3:]], 1), clip[:, 3:-3]
+def split_clip(clip: torch.Tensor, n_out: int, context: int = 0
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A dataset clip -> (generator input, in-betweens `(B, 3*n_out, H, W)`).
+
+    context 0: clip `(B, 3*(n_out+2), H, W)` = I_0, in-betweens, I_1; input `(B, 6, H, W)`.
+    context 2: clip `(B, 3*(n_out+4), H, W)` = I_-1, I_0, in-betweens, I_1, I_2 (see
+    `WindowDataset`); input `(B, 12, H, W)` = I_-1, I_0, I_1, I_2.
+    """
+    c = 3 * (context // 2)
+    inner = clip[:, c:clip.shape[1] - c]
+    ends = torch.cat([clip[:, :c + 3], clip[:, clip.shape[1] - c - 3:]], 1)
+    return ends, inner[:, 3:-3]
 
 
-def join_clip(ends: torch.Tensor, mid: torch.Tensor) -> torch.Tensor:
-    """Inverse of `split_clip`: the whole clip in temporal order."""
-    return torch.cat([ends[:, :3], mid, ends[:, 3:]], 1)
+def join_clip(ends: torch.Tensor, mid: torch.Tensor, context: int = 0) -> torch.Tensor:
+    """The window the discriminator sees, `(B, 3*(n_out+2), H, W)`: I_0, `mid`, I_1, with the
+    endpoints taken from a `split_clip` input."""
+    c = 3 * (context // 2)
+    return torch.cat([ends[:, c:c + 3], mid, ends[:, c + 3:c + 6]], 1)
 
 
 def lr_lambda(cfg: TrainConfig):
@@ -119,12 +131,13 @@ def validate(G: torch.nn.Module, ds: WindowDataset, model_cfg: ModelConfig, devi
     count, strip = 0, None
     for i in dict.fromkeys(idx.tolist()):
         clip = ds[i][0].unsqueeze(0).to(device)
-        ends, real = split_clip(clip, model_cfg.n_out)
+        ends, real = split_clip(clip, model_cfg.n_out, model_cfg.context)
+        window = join_clip(ends, real, model_cfg.context)
         padded, h, w = _pad_to(ends, mult)
         fake = G(padded)[..., :h, :w].clamp(-1, 1)
         k = model_cfg.n_out
         ts = torch.arange(1, k + 1, device=device, dtype=torch.float32) / (k + 1)
-        a, b = ends[:, :3], ends[:, 3:]
+        a, b = window[:, :3], window[:, -3:]
         blend = torch.cat([(1 - t) * a + t * b for t in ts], 1)
         sums["psnr"] += psnr(_to01(fake), _to01(real)).mean().item()
         sums["ssim"] += ssim(_to01(fake), _to01(real)).mean().item()
@@ -132,8 +145,8 @@ def validate(G: torch.nn.Module, ds: WindowDataset, model_cfg: ModelConfig, devi
         sums["blend_ssim"] += ssim(_to01(blend), _to01(real)).mean().item()
         count += 1
         if strip is None:
-            real_row = torch.cat(list(_to01(clip)), 2)
-            fake_row = torch.cat(list(_to01(join_clip(ends, fake))), 2)
+            real_row = torch.cat(list(_to01(window)), 2)
+            fake_row = torch.cat(list(_to01(join_clip(ends, fake, model_cfg.context))), 2)
             strip = torch.cat([real_row, fake_row], 1).cpu()
     G.train(was_training)
     return {k: v / count for k, v in sums.items()}, strip
@@ -195,8 +208,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
         if cfg.lambda_flow and model_cfg.head != "flow":
             raise TrainError("--lambda-flow needs the flow head (--head flow)")
         train_ds = WindowDataset(cfg.data, "train", model_cfg.window, cfg.crop, cfg.flip,
-                                 cfg.reverse, cfg.seed, teacher=cfg.lambda_flow > 0)
-        val_ds = WindowDataset(cfg.data, "val", model_cfg.window)
+                                 cfg.reverse, cfg.seed, teacher=cfg.lambda_flow > 0,
+                                 context=model_cfg.context)
+        val_ds = WindowDataset(cfg.data, "val", model_cfg.window, context=model_cfg.context)
     except DatasetError as e:
         raise TrainError(str(e)) from None
     if len(train_ds) < cfg.batch_size * world:
@@ -309,13 +323,14 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
         t_step = time.perf_counter()
         for batch in loader:
             clip, weight = batch[0].to(device, non_blocking=True), batch[1].to(device)
-            ends, real = split_clip(clip, model_cfg.n_out)
+            ends, real = split_clip(clip, model_cfg.n_out, model_cfg.context)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 if cfg.lambda_flow:
                     fake, aux = G_train(ends, return_aux=True)
                 else:
                     fake = G_train(ends)
-            real_clip, fake_clip = clip, join_clip(ends, fake)
+            real_clip = join_clip(ends, real, model_cfg.context)
+            fake_clip = join_clip(ends, fake, model_cfg.context)
 
             # With lambda_gan 0 (an L1-only model) D is neither trained nor run: it would only
             # cost time. It stays in the checkpoint, untouched, so configs stay comparable.
@@ -416,6 +431,9 @@ def run_from_options(options: dict, resume: str | None = None, overwrite: bool =
     given = {k: v for k, v in options.items() if v is not None}
     model_fields = {f for f in ModelConfig.__dataclass_fields__}
     model_opts = {k: v for k, v in given.items() if k in model_fields}
+    if model_opts.get("head", "flow") == "flow" and "flow_prior" in model_opts:
+        # The prior decides how many frames the generator takes (the "stream" prior: 4).
+        model_opts.setdefault("n_in", PRIOR_INPUTS.get(model_opts["flow_prior"], 2))
     train_opts = {k: v for k, v in given.items() if k not in model_fields}
     if resume is not None:
         out = Path(train_opts.get("out", TrainConfig.out))

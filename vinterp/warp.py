@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vinterp.motion import cost_volume, dis_flows, prior_channels
+from vinterp.motion import PRIOR_INPUTS, FlowCache, cost_volume, prior_channels, prior_flows
 
 # The residual only has to fix what warping cannot (new content, lighting); keeping it small
 # stops the head from falling back to painting pixels, which is what the pixels head does.
@@ -129,12 +129,15 @@ class FlowHead(nn.Module):
     (Adding V_est to the flows directly was measured worse than the blend on the held-out
     clips, so it is an input cue only and the untrained model stays exactly the blend.)
     With `prior="dis"` the flows are instead seeded by classical DIS flow between the
-    endpoints (`motion.dis_flows`, F01 and F10 at full resolution, not trainable):
+    endpoints (`motion.prior_flows`, at full resolution, not trainable):
     F_t->0 += -t F01, F_t->1 += -(1 - t) F10, the linear-motion approximation of the `dis`
-    baseline. The backbone also sees both flows, the errors of warping each endpoint onto
-    the other with them (where the prior is wrong) and the endpoints warped to every t
-    (`_prior_cues`), and learns corrections, occlusion masks and residuals; the untrained
-    model then reproduces the `dis` baseline instead of the blend.
+    baseline. With `prior="stream"` the input is four frames, `(B, 12, H, W)` = I_-1, I_0,
+    I_1, I_2 (the inputs before and after the pair; a neighbour that is an exact copy of its
+    endpoint means there is none), and the seed is quadratic motion from them (the `stream`
+    baseline). The backbone still sees only the two endpoints, plus both DIS flows, the
+    errors of warping each endpoint onto the other with them (where the prior is wrong) and
+    the endpoints warped to every t by the prior (`_prior_cues`), and learns corrections,
+    occlusion masks and residuals; the untrained model reproduces the prior's baseline.
     Flow channels are multiplied by `flow_gain` (in backbone pixels): with a zero-initialised
     last layer and Adam's bounded steps, a raw output grows by ~0.01 per step, so motions of
     tens of pixels would take thousands of steps to reach without a gain.
@@ -158,6 +161,9 @@ class FlowHead(nn.Module):
         self.backbone_multiple = int(backbone_multiple)
         prior_channels(prior, n_out)  # validates the name
         self.prior = prior
+        self.n_in = PRIOR_INPUTS[prior]
+        # Reused DIS flows between consecutive calls on a stream (see motion.FlowCache).
+        self.flow_cache = FlowCache()
         self.out_channels = head_channels(n_out, param)
         t = torch.arange(1, n_out + 1, dtype=torch.float32) / (n_out + 1)
         # Not saved in checkpoints: fully determined by n_out.
@@ -197,13 +203,19 @@ class FlowHead(nn.Module):
 
     def _run(self, x: torch.Tensor, aux: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         b, c, h, w = x.shape
-        if c != 6:
-            raise ValueError(f"the flow head takes 2 endpoint frames (6 channels), got {c}")
+        if c != 3 * self.n_in:
+            raise ValueError(f"the flow head with prior {self.prior!r} takes {self.n_in} frames "
+                             f"({3 * self.n_in} channels), got {c}")
         s, m = self.downscale, self.n_out
         if h % s or w % s:
             raise ValueError(f"flow head input is {h}x{w}; height and width must be multiples "
                              f"of flow_downscale={s}")
         x = x.float()
+        prior = None
+        if self.prior != "none":  # pair (B, 2, 2, H, W), per_t (B, 2, m, 2, H, W) pixels
+            prior = prior_flows(self.prior, x, self.t, self.flow_cache)
+        if self.n_in == 4:
+            x = x[:, 3:9]  # the endpoints; the neighbours only shape the prior's motion
         small = x
         if s > 1:
             small = F.interpolate(x, size=(h // s, w // s), mode="bilinear",
@@ -211,9 +223,8 @@ class FlowHead(nn.Module):
         inp = small
         if self.corr_radius > 0:
             inp = torch.cat([small, *cost_volume(small[:, :3], small[:, 3:], self.corr_radius)], 1)
-        prior = dis_flows(x) if self.prior == "dis" else None  # (B, 2, 2, H, W) pixels
         if prior is not None:
-            inp = torch.cat([inp, _prior_cues(small, prior, s, self.t)], 1)
+            inp = torch.cat([inp, _prior_cues(small, *prior, s)], 1)
         # The backbone wants multiples of its own 2**depth; padding here, at 1/s resolution,
         # costs far less than padding full frames (640x360 would otherwise become 768x512).
         hs, ws, bm = h // s, w // s, self.backbone_multiple
@@ -226,8 +237,7 @@ class FlowHead(nn.Module):
         flows = fields[:, :4 * m].view(b, 2, m, 2, h, w)  # backbone pixels
         if prior is not None:
             # The prior is in full-resolution pixels; `_grid` scales everything by s.
-            coef = torch.stack([-self.t, self.t - 1]).view(1, 2, m, 1, 1, 1) / s
-            flows = flows + coef * prior.unsqueeze(2)
+            flows = flows + prior[1] / s
         mask = fields[:, 4 * m:5 * m].unsqueeze(2)
         residual = fields[:, 5 * m:].view(b, m, 3, h, w)
 
@@ -245,29 +255,29 @@ class FlowHead(nn.Module):
                         "mask": mask, "residual": residual, "warped0": w0, "warped1": w1}
 
 
-def _prior_cues(small: torch.Tensor, prior: torch.Tensor, s: int, t: torch.Tensor
+def _prior_cues(small: torch.Tensor, pair: torch.Tensor, per_t: torch.Tensor, s: int
                 ) -> torch.Tensor:
     """Backbone inputs from the prior flows, `(B, 10 + 6m, h, w)`:
     [F01, F10 in backbone pixels times PRIOR_INPUT_SCALE (4) | I_1 warped onto I_0 by F01
     minus I_0 (3) | I_0 warped onto I_1 by F10 minus I_1 (3) | for each t, I_0 and I_1 warped
-    to time t by the prior's linear-motion flows (6m)].
+    to time t by the prior's flows (6m)].
 
     The errors show where the prior flow fails; the candidates show the backbone the frames it
     is choosing between, so it can place masks and corrections where they disagree.
-    small: `(B, 6, h, w)` the downscaled endpoints; prior: `(B, 2, 2, H, W)` full-res pixels;
-    t: `(m,)` the in-between times.
+    small: `(B, 6, h, w)` the downscaled endpoints; pair: `(B, 2, 2, H, W)` F01, F10 and
+    per_t: `(B, 2, m, 2, H, W)` F_t->0, F_t->1, full-resolution pixels (`motion.prior_flows`).
     """
     b, _, hs, ws = small.shape
-    flows = prior.reshape(b, 4, *prior.shape[-2:])
+    m = per_t.shape[2]
+    flows = torch.cat([pair.reshape(b, 4, *pair.shape[-2:]),
+                       per_t.reshape(b, 4 * m, *per_t.shape[-2:])], 1)
     if flows.shape[-2:] != (hs, ws):
         flows = F.interpolate(flows, size=(hs, ws), mode="bilinear", align_corners=False,
                               antialias=True) / s
-    flows = flows.view(b, 2, 2, hs, ws)
+    pair, per_t = flows[:, :4].view(b, 2, 2, hs, ws), flows[:, 4:].view(b, 2, m, 2, hs, ws)
     i0, i1 = small[:, :3], small[:, 3:]
-    err0 = backward_warp(i1, flows[:, 0]) - i0
-    err1 = backward_warp(i0, flows[:, 1]) - i1
-    m = t.shape[0]
-    cand0 = warp_many(i0, -t.view(1, m, 1, 1, 1) * flows[:, :1])
-    cand1 = warp_many(i1, (t - 1).view(1, m, 1, 1, 1) * flows[:, 1:])
-    return torch.cat([flows.reshape(b, 4, hs, ws) * PRIOR_INPUT_SCALE, err0, err1,
+    err0 = backward_warp(i1, pair[:, 0]) - i0
+    err1 = backward_warp(i0, pair[:, 1]) - i1
+    cand0, cand1 = warp_many(i0, per_t[:, 0]), warp_many(i1, per_t[:, 1])
+    return torch.cat([pair.reshape(b, 4, hs, ws) * PRIOR_INPUT_SCALE, err0, err1,
                       cand0.reshape(b, 3 * m, hs, ws), cand1.reshape(b, 3 * m, hs, ws)], 1)
