@@ -53,7 +53,7 @@ class EvaluateConfig:
     inputs: tuple[str, ...]
     out: str = "evaluation"
     models: tuple[str, ...] = ()
-    baselines: tuple[str, ...] = ("repeat", "blend", "dis", "minterpolate")
+    baselines: tuple[str, ...] = ("repeat", "blend", "dis", "stream", "minterpolate")
     inbetweens: int | None = None
     frame_step: int = 1
     stride: int | None = None
@@ -130,7 +130,7 @@ class EvaluateResult:
 class _Method:
     name: str
     kind: str
-    run: Callable[[np.ndarray, np.ndarray, int], list[np.ndarray]]
+    run: Callable[..., list[np.ndarray]]  # (a, b, m, prev, nxt) as in vinterp.baselines
     m: int | None = None  # in-betweens a model makes per pair (baselines make any number)
 
 
@@ -164,8 +164,9 @@ def _model_methods(cfg: EvaluateConfig, notes: list[str]) -> list[_Method]:
 
 
 def _model_call(name: str, interp):
-    def run(a: np.ndarray, b: np.ndarray, m: int) -> list[np.ndarray]:
-        out = list(interp.interpolate_pair(a, b))
+    def run(a: np.ndarray, b: np.ndarray, m: int, prev: np.ndarray | None = None,
+            nxt: np.ndarray | None = None) -> list[np.ndarray]:
+        out = list(interp.interpolate_pair(a, b, prev, nxt))
         if len(out) != m:
             raise EvaluateError(f"model {name} makes {len(out)} in-betweens per pair but the "
                                 f"windows have {m}; pass --inbetweens {len(out)}")
@@ -302,7 +303,7 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> Evaluat
             preds, psnrs = {}, {}
             for x in methods:
                 t0 = time.perf_counter()
-                pred = x.run(a, b, m)
+                pred = x.run(a, b, m, win.prev, win.next)
                 seconds[x.name] += time.perf_counter() - t0
                 _check_pred(x.name, pred, a, m)
                 p, s = _score(pred, real)
