@@ -137,3 +137,25 @@ def test_stream_model_keeps_a_static_pair_unchanged():
 def test_stream_prior_needs_four_inputs():
     with pytest.raises(ValueError, match="needs n_in = 4"):
         build_generator(ModelConfig(netG="unet_32", ngf=8, flow_prior="stream"))
+
+
+def test_gated_prior_model_cannot_change_a_static_region():
+    """With `prior_gate`, even a trained (here: random) backbone leaves regions that the prior
+    explains exactly as the prior makes them, and may act where it fails."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_in=4, netG="unet_32", ngf=8, flow_downscale=4, flow_prior="stream",
+                      prior_gate=True)
+    G = build_generator(cfg).eval()
+    for p in G.backbone.last.parameters():
+        torch.nn.init.normal_(p, 0.0, 0.5)  # stands in for a trained last layer
+    bg = background(64, 128, seed=2)
+    moving = [bg.copy() for _ in range(4)]
+    patch = background(64, 128, seed=8)[:16, :16]
+    for k, f in enumerate(moving):
+        f[24:40, 80 + 4 * k:96 + 4 * k] = patch  # only the right part moves
+    with torch.no_grad():
+        got = _as_frames(G(_stream_input(moving)))
+    want = np.stack(stream_interpolate(moving[1], moving[2], 5, moving[0], moving[3]))
+    diff = np.abs(got - want.astype(np.float64))
+    assert diff[:, :, :48].max() <= 1.0  # far from the motion: the prior's result
+    assert diff[:, :, 72:].max() > 5.0  # where it moves, the learned part acts

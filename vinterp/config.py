@@ -44,6 +44,10 @@ class ModelConfig:
     # non-trainable input computed in the forward pass; see warp.FlowHead); "stream" also
     # takes the inputs before and after the pair (n_in = 4) for quadratic motion; "none" = off.
     flow_prior: str = "none"
+    # Flow head with a prior only: scale the learned corrections, masks and residuals by a gate
+    # that is 0 where the prior's flows explain the endpoints (see warp.prior_gate), so the
+    # learned part cannot degrade static or well-estimated regions.
+    prior_gate: bool = False
     netD: str = "patchgan"  # patchgan (n_layers_D conv layers; 3 gives 70x70 receptive field)
     ndf: int = 64
     n_layers_D: int = 3

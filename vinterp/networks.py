@@ -315,7 +315,7 @@ def build_generator(cfg: ModelConfig) -> nn.Module:
     nn.init.zeros_(backbone.last.bias)
     return FlowHead(backbone, cfg.n_out, cfg.flow_downscale, param, cfg.flow_gain,
                     cfg.corr_radius, backbone_multiple=_backbone_multiple(cfg),
-                    prior=cfg.flow_prior)
+                    prior=cfg.flow_prior, gated=cfg.prior_gate)
 
 
 def build_discriminator(cfg: ModelConfig) -> nn.Module:

@@ -138,6 +138,8 @@ class FlowHead(nn.Module):
     errors of warping each endpoint onto the other with them (where the prior is wrong) and
     the endpoints warped to every t by the prior (`_prior_cues`), and learns corrections,
     occlusion masks and residuals; the untrained model reproduces the prior's baseline.
+    With `gated`, everything the backbone outputs is scaled by `prior_gate`: zero where the
+    prior's flows explain the endpoints, so there the output stays the prior's exactly.
     Flow channels are multiplied by `flow_gain` (in backbone pixels): with a zero-initialised
     last layer and Adam's bounded steps, a raw output grows by ~0.01 per step, so motions of
     tens of pixels would take thousands of steps to reach without a gain.
@@ -148,7 +150,7 @@ class FlowHead(nn.Module):
 
     def __init__(self, backbone: nn.Module, n_out: int, downscale: int = 1,
                  param: str = "shared", flow_gain: float = 1.0, corr_radius: int = 0,
-                 backbone_multiple: int = 1, prior: str = "none") -> None:
+                 backbone_multiple: int = 1, prior: str = "none", gated: bool = False) -> None:
         super().__init__()
         if downscale < 1:
             raise ValueError(f"flow_downscale must be >= 1, got {downscale}")
@@ -162,6 +164,7 @@ class FlowHead(nn.Module):
         prior_channels(prior, n_out)  # validates the name
         self.prior = prior
         self.n_in = PRIOR_INPUTS[prior]
+        self.gated = bool(gated) and prior != "none"
         # Reused DIS flows between consecutive calls on a stream (see motion.FlowCache).
         self.flow_cache = FlowCache()
         self.out_channels = head_channels(n_out, param)
@@ -223,15 +226,19 @@ class FlowHead(nn.Module):
         inp = small
         if self.corr_radius > 0:
             inp = torch.cat([small, *cost_volume(small[:, :3], small[:, 3:], self.corr_radius)], 1)
+        gate = None
         if prior is not None:
-            inp = torch.cat([inp, _prior_cues(small, *prior, s)], 1)
+            cues = _prior_cues(small, *prior, s)
+            gate = prior_gate(cues[:, 4:10]) if self.gated else None
+            inp = torch.cat([inp, cues], 1)
         # The backbone wants multiples of its own 2**depth; padding here, at 1/s resolution,
         # costs far less than padding full frames (640x360 would otherwise become 768x512).
         hs, ws, bm = h // s, w // s, self.backbone_multiple
         ph, pw = (-hs) % bm, (-ws) % bm
         if ph or pw:
             inp = F.pad(inp, (0, pw, 0, ph), mode="replicate")
-        fields = self._fields(self.backbone(inp).float()[..., :hs, :ws])
+        raw = self.backbone(inp).float()[..., :hs, :ws]
+        fields = self._fields(raw if gate is None else raw * gate)
         if s > 1:
             fields = F.interpolate(fields, size=(h, w), mode="bilinear", align_corners=False)
         flows = fields[:, :4 * m].view(b, 2, m, 2, h, w)  # backbone pixels
@@ -253,6 +260,24 @@ class FlowHead(nn.Module):
             return frames, {}
         return frames, {"flow0": flows[:, 0] * s, "flow1": flows[:, 1] * s,
                         "mask": mask, "residual": residual, "warped0": w0, "warped1": w1}
+
+
+# The learned part only acts where the prior's flows fail to explain the endpoints: its
+# outputs are scaled by clamp(e / GATE_ERROR, 0, 1), e the prior's brightness-constancy error
+# (mean abs RGB, [0, 1] units, dilated by GATE_DILATE backbone pixels). Static and
+# well-estimated regions keep the classical result exactly (learned sub-pixel corrections
+# measured worse there: they blur).
+GATE_ERROR = 0.05
+GATE_DILATE = 2
+
+
+def prior_gate(errors: torch.Tensor) -> torch.Tensor:
+    """errors: `(B, 6, h, w)` the two warp errors of `_prior_cues` (inputs in [-1, 1]) ->
+    gate `(B, 1, h, w)` in [0, 1]."""
+    e = errors.abs().view(errors.shape[0], 2, 3, *errors.shape[-2:]).mean(2).amax(1, True) / 2
+    k = 2 * GATE_DILATE + 1
+    e = F.max_pool2d(e, k, 1, GATE_DILATE)
+    return (e / GATE_ERROR).clamp_(0, 1)
 
 
 def _prior_cues(small: torch.Tensor, pair: torch.Tensor, per_t: torch.Tensor, s: int
