@@ -7,7 +7,7 @@ import torch
 from synth import background, moving_square
 from vinterp.baselines import dis_interpolate, stream_interpolate
 from vinterp.config import ModelConfig
-from vinterp.motion import corr_channels, cost_volume, prior_channels, prior_flows
+from vinterp.motion import corr_channels, cost_volume, flows_at, prior_channels, prior_flows
 from vinterp.networks import build_generator
 
 
@@ -47,8 +47,9 @@ def test_dis_flows_measure_a_translation_both_ways():
     a = background(96, 128, seed=3)
     b = np.roll(a, shift=(2, 5), axis=(0, 1))  # content moves 5 px right, 2 px down
     x = torch.from_numpy(np.stack([a, b])).permute(0, 3, 1, 2).reshape(1, 6, 96, 128)
-    flows, per_t = prior_flows("dis", x.float() / 127.5 - 1, torch.tensor([0.5]))
+    flows, coef = prior_flows("dis", x.float() / 127.5 - 1)
     assert flows.shape == (1, 2, 2, 96, 128) and flows.dtype == torch.float32
+    per_t = flows_at(coef, torch.tensor([0.5]))
     assert torch.allclose(per_t[0, 0, 0], -0.5 * flows[0, 0])  # linear: F_t0 = -t F01
     inner = flows[0, :, :, 16:-16, 16:-16].flatten(2).median(2).values  # (F01 | F10, dx dy)
     assert torch.allclose(inner, torch.tensor([[5.0, 2.0], [-5.0, -2.0]]), atol=0.25)

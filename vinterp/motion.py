@@ -140,24 +140,43 @@ def displacement(f_fwd: torch.Tensor, f_back: torch.Tensor | None, t: torch.Tens
     return (tt * tt) * (0.5 * (f_fwd + f_back)) + tt * (0.5 * (f_fwd - f_back))
 
 
+def motion_coefficients(f_fwd: torch.Tensor, f_back: torch.Tensor | None) -> torch.Tensor:
+    """`displacement` as coefficients `(2, 2, H, W)` = [acceleration term, velocity term], so
+    that D(t) = c[0] t^2 + c[1] t can be resampled (8 channels per pair) before it is
+    evaluated at every t (4m channels)."""
+    if f_back is None:
+        return torch.stack([torch.zeros_like(f_fwd), f_fwd])
+    return torch.stack([0.5 * (f_fwd + f_back), 0.5 * (f_fwd - f_back)])
+
+
+def flows_at(coef: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The prior's flows from each in-between back to the endpoints, read in place.
+
+    coef: `(B, 2, 2, 2, H, W)` [endpoint, (acceleration, velocity), (dx, dy)] from
+    `prior_flows`; t: `(m,)`. Returns `(B, 2, m, 2, H, W)`: F_t->0 = -D0(t) and
+    F_t->1 = -D1(1 - t).
+    """
+    tau = torch.stack([t, 1 - t]).to(coef.dtype).view(1, 2, -1, 1, 1, 1)  # (1, 2, m, 1, 1, 1)
+    acc, vel = coef[:, :, :1], coef[:, :, 1:2]  # (B, 2, 1, 2, H, W)
+    return -(acc * tau * tau + vel * tau)
+
+
 @torch.no_grad()
-def prior_flows(prior: str, x: torch.Tensor, t: torch.Tensor, cache: FlowCache | None = None
+def prior_flows(prior: str, x: torch.Tensor, cache: FlowCache | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Classical flows for the generator (non-trainable inputs, computed on the CPU).
 
     x: `(B, 3 n_in, H, W)` float in [-1, 1]: I_0, I_1 for "dis"; I_-1, I_0, I_1, I_2 for
     "stream", where a neighbour given as an exact copy of its endpoint means "none" (the
     first or last pair of a clip, a scene cut) and that side falls back to linear motion.
-    t: `(m,)` the in-between times.
-    Returns `(pair, per_t)` on x's device, float32 pixels: pair `(B, 2, 2, H, W)` = F01, F10
-    (DIS between the endpoints); per_t `(B, 2, m, 2, H, W)` = F_t->0, F_t->1, the flows from
-    the in-between at each t back to each endpoint, read in place: `-D0(t)` and `-D1(1 - t)`
-    with D the `displacement` of each endpoint (linear for "dis", the `dis` baseline;
-    quadratic where neighbours exist for "stream", the `stream` baseline).
+    Returns `(pair, coef)` on x's device, float32 pixels: pair `(B, 2, 2, H, W)` = F01, F10
+    (DIS between the endpoints); coef `(B, 2, 2, 2, H, W)` the `motion_coefficients` of each
+    endpoint's motion (linear for "dis", the `dis` baseline; quadratic where neighbours exist
+    for "stream", the `stream` baseline); `flows_at(coef, t)` gives the flows at each t.
     """
     frames = to_uint8_frames(x)  # (B, n_in, H, W, 3)
     first = 1 if prior == "stream" else 0
-    pair, per_t = [], []
+    pair, coef = [], []
     cache = cache or FlowCache()
     for f in frames:
         f = [np.ascontiguousarray(g) for g in f]
@@ -169,6 +188,5 @@ def prior_flows(prior: str, x: torch.Tensor, t: torch.Tensor, cache: FlowCache |
         if prior == "stream" and not np.array_equal(f[3], b):
             fwd = torch.from_numpy(cache.flow(b, f[3])).permute(2, 0, 1)
         pair.append(torch.stack([f01, f10]))
-        per_t.append(torch.stack([-displacement(f01, back, t.cpu()),
-                                  -displacement(f10, fwd, 1 - t.cpu())]))
-    return torch.stack(pair).to(x.device), torch.stack(per_t).to(x.device)
+        coef.append(torch.stack([motion_coefficients(f01, back), motion_coefficients(f10, fwd)]))
+    return torch.stack(pair).to(x.device), torch.stack(coef).to(x.device)

@@ -16,7 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vinterp.motion import PRIOR_INPUTS, FlowCache, cost_volume, prior_channels, prior_flows
+from vinterp.motion import (
+    PRIOR_INPUTS,
+    FlowCache,
+    cost_volume,
+    flows_at,
+    prior_channels,
+    prior_flows,
+)
 
 # The residual only has to fix what warping cannot (new content, lighting); keeping it small
 # stops the head from falling back to painting pixels, which is what the pixels head does.
@@ -215,8 +222,8 @@ class FlowHead(nn.Module):
                              f"of flow_downscale={s}")
         x = x.float()
         prior = None
-        if self.prior != "none":  # pair (B, 2, 2, H, W), per_t (B, 2, m, 2, H, W) pixels
-            prior = prior_flows(self.prior, x, self.t, self.flow_cache)
+        if self.prior != "none":  # pair (B, 2, 2, H, W), coef (B, 2, 2, 2, H, W) pixels
+            prior = prior_flows(self.prior, x, self.flow_cache)
         if self.n_in == 4:
             x = x[:, 3:9]  # the endpoints; the neighbours only shape the prior's motion
         small = x
@@ -228,7 +235,7 @@ class FlowHead(nn.Module):
             inp = torch.cat([small, *cost_volume(small[:, :3], small[:, 3:], self.corr_radius)], 1)
         gate = None
         if prior is not None:
-            cues = _prior_cues(small, *prior, s)
+            cues = _prior_cues(small, *prior, s, self.t)
             gate = prior_gate(cues[:, 4:10]) if self.gated else None
             inp = torch.cat([inp, cues], 1)
         # The backbone wants multiples of its own 2**depth; padding here, at 1/s resolution,
@@ -244,7 +251,7 @@ class FlowHead(nn.Module):
         flows = fields[:, :4 * m].view(b, 2, m, 2, h, w)  # backbone pixels
         if prior is not None:
             # The prior is in full-resolution pixels; `_grid` scales everything by s.
-            flows = flows + prior[1] / s
+            flows = flows + flows_at(prior[1], self.t) / s
         mask = fields[:, 4 * m:5 * m].unsqueeze(2)
         residual = fields[:, 5 * m:].view(b, m, 3, h, w)
 
@@ -280,8 +287,8 @@ def prior_gate(errors: torch.Tensor) -> torch.Tensor:
     return (e / GATE_ERROR).clamp_(0, 1)
 
 
-def _prior_cues(small: torch.Tensor, pair: torch.Tensor, per_t: torch.Tensor, s: int
-                ) -> torch.Tensor:
+def _prior_cues(small: torch.Tensor, pair: torch.Tensor, coef: torch.Tensor, s: int,
+                t: torch.Tensor) -> torch.Tensor:
     """Backbone inputs from the prior flows, `(B, 10 + 6m, h, w)`:
     [F01, F10 in backbone pixels times PRIOR_INPUT_SCALE (4) | I_1 warped onto I_0 by F01
     minus I_0 (3) | I_0 warped onto I_1 by F10 minus I_1 (3) | for each t, I_0 and I_1 warped
@@ -290,16 +297,18 @@ def _prior_cues(small: torch.Tensor, pair: torch.Tensor, per_t: torch.Tensor, s:
     The errors show where the prior flow fails; the candidates show the backbone the frames it
     is choosing between, so it can place masks and corrections where they disagree.
     small: `(B, 6, h, w)` the downscaled endpoints; pair: `(B, 2, 2, H, W)` F01, F10 and
-    per_t: `(B, 2, m, 2, H, W)` F_t->0, F_t->1, full-resolution pixels (`motion.prior_flows`).
+    coef: `(B, 2, 2, 2, H, W)` the prior's motion (`motion.prior_flows`), full-resolution
+    pixels; t: `(m,)` the in-between times.
     """
     b, _, hs, ws = small.shape
-    m = per_t.shape[2]
     flows = torch.cat([pair.reshape(b, 4, *pair.shape[-2:]),
-                       per_t.reshape(b, 4 * m, *per_t.shape[-2:])], 1)
+                       coef.reshape(b, 8, *coef.shape[-2:])], 1)
     if flows.shape[-2:] != (hs, ws):
         flows = F.interpolate(flows, size=(hs, ws), mode="bilinear", align_corners=False,
                               antialias=True) / s
-    pair, per_t = flows[:, :4].view(b, 2, 2, hs, ws), flows[:, 4:].view(b, 2, m, 2, hs, ws)
+    pair, coef = flows[:, :4].view(b, 2, 2, hs, ws), flows[:, 4:].view(b, 2, 2, 2, hs, ws)
+    per_t = flows_at(coef, t)  # (B, 2, m, 2, h, w)
+    m = per_t.shape[2]
     i0, i1 = small[:, :3], small[:, 3:]
     err0 = backward_warp(i1, pair[:, 0]) - i0
     err1 = backward_warp(i0, pair[:, 1]) - i1
