@@ -8,8 +8,9 @@ in-between frames made per second of the method's own wall time (decoding and sc
 excluded). Methods: the models given (or the bundled default) and the baselines of
 `vinterp.baselines`.
 
-Outputs: a terminal table (through `log`), a JSON file and a self-contained HTML report with
-image strips (`vinterp.report`), written under temporary names and renamed at the end.
+Outputs: a terminal table (through `log`), a JSON file, a self-contained HTML report with
+image strips (`vinterp.report`) and the same windows as PNGs in `strips/` beside it
+(`vinterp.figures`), all written under temporary names and renamed at the end.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.scenes import StreamCutDetector
+from vinterp import figures
 from vinterp.baselines import BASELINES, times
 from vinterp.eval_sources import (
     EvaluateError,
@@ -358,8 +360,12 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> Evaluat
     json_path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(json_path, js)
     _write_atomic(html_path, html)
+    strips = [figures.write_strip(html_path.parent / "strips" / f"{s.source}-{s.start:06d}.png",
+                                  s, [x.name for x in methods]) for s in samples]
     log(report.format_table(result))
     log(f"report: {html_path}\njson: {json_path}")
+    if strips:
+        log(f"strips: {len(strips)} PNG(s) in {strips[0].parent}")
     return result
 
 
