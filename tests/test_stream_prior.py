@@ -132,3 +132,18 @@ def test_evaluate_scores_the_stream_model_as_its_baseline(tmp_path, stream_model
     psnr = {k: v["psnr"] for k, v in doc["methods"].items()}
     assert abs(psnr[Path(stream_model).stem] - psnr["stream"]) < 0.1
     assert abs(psnr["stream"] - psnr["dis"]) > 0.01  # the neighbours were used
+
+
+def test_flow_cache_computes_each_flow_once(monkeypatch):
+    from vinterp import motion
+
+    calls = []
+    real = motion.dis_flow
+    monkeypatch.setattr(motion, "dis_flow", lambda a, b: calls.append(1) or real(a, b))
+    f = accelerating(4)
+    cache = motion.FlowCache(size=4)
+    first = cache.flows([(f[0], f[1]), (f[1], f[0]), (f[1], f[2])])
+    again = cache.flows([(f[1], f[2]), (f[0], f[1])])
+    assert len(calls) == 3
+    assert np.array_equal(again[0], first[2]) and np.array_equal(again[1], first[0])
+    assert np.array_equal(first[0], real(f[0], f[1]))

@@ -97,22 +97,40 @@ class FlowCache:
 
     In a stream, pair i's flow to the frame before (F_0,-1) is pair i-1's F10 and its flow to
     the frame after (F_12) is pair i+1's F01, so with this cache the stream prior costs two DIS
-    calls per pair, as the `dis` prior does; results are identical to recomputing them.
+    calls per pair, as the `dis` prior does; results are identical to recomputing them. Flows
+    not in the cache are computed on `workers` threads at once (OpenCV releases the GIL).
     """
 
-    def __init__(self, size: int = 8) -> None:
-        self.size = size
+    def __init__(self, size: int = 8, workers: int = 2) -> None:
+        self.size, self.workers = size, workers
         self._flows: dict[tuple, np.ndarray] = {}
+        self._pool = None
 
-    def flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        key = (a.shape, hash(a.tobytes()), hash(b.tobytes()))
-        f = self._flows.pop(key, None)
-        if f is None:
-            f = dis_flow(a, b)
-        self._flows[key] = f  # most recent last
+    def flows(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """`dis_flow(a, b)` for each `(a, b)` of `pairs`, from the cache where it can."""
+        keys = [(a.shape, hash(a.tobytes()), hash(b.tobytes())) for a, b in pairs]
+        todo = {k: p for k, p in zip(keys, pairs, strict=True) if k not in self._flows}
+        if len(todo) > 1 and self.workers > 1:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="dis")
+            done = dict(zip(todo, self._pool.map(lambda p: dis_flow(*p), todo.values()),
+                            strict=True))
+        else:
+            done = {k: dis_flow(*p) for k, p in todo.items()}
+        out = []
+        for k in keys:
+            f = done[k] if k in done else self._flows.pop(k)
+            self._flows.pop(k, None)
+            self._flows[k] = f  # most recent last
+            out.append(f)
         while len(self._flows) > self.size:
             del self._flows[next(iter(self._flows))]
-        return f
+        return out
+
+    def __getstate__(self) -> dict:  # a thread pool does not pickle; a copy starts without
+        return {"size": self.size, "workers": self.workers, "_flows": {}, "_pool": None}
 
 
 def to_uint8_frames(x: torch.Tensor) -> np.ndarray:
@@ -174,19 +192,21 @@ def prior_flows(prior: str, x: torch.Tensor, cache: FlowCache | None = None
     endpoint's motion (linear for "dis", the `dis` baseline; quadratic where neighbours exist
     for "stream", the `stream` baseline); `flows_at(coef, t)` gives the flows at each t.
     """
-    frames = to_uint8_frames(x)  # (B, n_in, H, W, 3)
+    frames = [[np.ascontiguousarray(g) for g in f] for f in to_uint8_frames(x)]
     first = 1 if prior == "stream" else 0
-    pair, coef = [], []
     cache = cache or FlowCache()
+    wanted = []  # per sample: (F01, F10, F0-1 or None, F12 or None) as frame pairs
     for f in frames:
-        f = [np.ascontiguousarray(g) for g in f]
         a, b = f[first], f[first + 1]
-        f01, f10 = (torch.from_numpy(cache.flow(*p)).permute(2, 0, 1) for p in ((a, b), (b, a)))
-        back = fwd = None
-        if prior == "stream" and not np.array_equal(f[0], a):
-            back = torch.from_numpy(cache.flow(a, f[0])).permute(2, 0, 1)
-        if prior == "stream" and not np.array_equal(f[3], b):
-            fwd = torch.from_numpy(cache.flow(b, f[3])).permute(2, 0, 1)
+        has_back = prior == "stream" and not np.array_equal(f[0], a)
+        has_fwd = prior == "stream" and not np.array_equal(f[3], b)
+        wanted.append([(a, b), (b, a), (a, f[0]) if has_back else None,
+                       (b, f[3]) if has_fwd else None])
+    flat = [p for w in wanted for p in w if p is not None]
+    got = iter(torch.from_numpy(g).permute(2, 0, 1) for g in cache.flows(flat))
+    pair, coef = [], []
+    for w in wanted:
+        f01, f10, back, fwd = (None if p is None else next(got) for p in w)
         pair.append(torch.stack([f01, f10]))
         coef.append(torch.stack([motion_coefficients(f01, back), motion_coefficients(f10, fwd)]))
     return torch.stack(pair).to(x.device), torch.stack(coef).to(x.device)
