@@ -181,7 +181,8 @@ def export(checkpoint, output, half, overwrite):
     from vinterp.checkpoint import CheckpointError, export_model
 
     try:
-        path = export_model(checkpoint, output, half=half, overwrite=overwrite)
+        with _interrupts(f"nothing was written to {output}"):
+            path = export_model(checkpoint, output, half=half, overwrite=overwrite)
     except CheckpointError as e:
         _fail(str(e))
     click.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")

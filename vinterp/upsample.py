@@ -29,6 +29,7 @@ from vinterp.video_io import (
     check_output,
     is_sequence,
     open_source,
+    recover_output,
     snap_fps,
 )
 
@@ -284,6 +285,7 @@ def upsample_file(
         if notify is not None:
             notify(msg)
 
+    recover_output(output)  # leftovers of killed runs first, so the checks see what is real
     check_output(output, (input,), overwrite, encode)
     src, frames = open_source(input, input_fps)
     try:
