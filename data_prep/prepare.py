@@ -357,6 +357,8 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] | None = None) -> Pre
     cfg.check()
     out = Path(cfg.out)
     _check_not_nested(out, cfg.inputs)
+    # A killed run's leftovers first: an old dataset it had moved aside goes back in place.
+    _recover(out.resolve().parent, out.name)
     if out.exists() and not out.is_dir():
         raise PrepareError(f"{out} is a file, not a dataset folder; choose another -o")
     if out.exists() and not cfg.overwrite:
@@ -382,7 +384,6 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] | None = None) -> Pre
     tmp = parent / f".{out.name}.partial-{os.getpid()}"
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        _recover(parent, out.name)
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "frames").mkdir(parents=True)
         summary = _build(cfg, sources, splits, tmp, log)
@@ -413,9 +414,13 @@ def _build(cfg: PrepareConfig, sources: list[Source], splits: dict[str, str], tm
     with tqdm(total=total or None, unit="frame", disable=not cfg.progress, file=sys.stderr,
               dynamic_ncols=True, desc="prepare") as bar:
         b = _Builder(cfg, tmp, log, bar)
-        for s in sources:
-            bar.set_postfix_str(s.name[:30], refresh=False)
-            b.add_source(s, splits[s.name], expected[s.name])
+        try:
+            for s in sources:
+                bar.set_postfix_str(s.name[:30], refresh=False)
+                b.add_source(s, splits[s.name], expected[s.name])
+        except BaseException:
+            bar.leave = False  # cleared, so the error or interrupt line stands alone
+            raise
     per_split = {}
     for sp in SPLITS:
         seqs = [q for q in b.sequences if q["split"] == sp]

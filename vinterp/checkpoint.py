@@ -89,7 +89,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - the weights-only unpickler raises many types
         raise CheckpointError(f"{path} is not a readable vinterp checkpoint (corrupt or foreign "
-                              f"file: {_load_failure(e)})") from None
+                              f"file: {_load_failure(e, path)}); use one written by "
+                              "`vinterp train` or `vinterp export`") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a vinterp checkpoint (no '{FORMAT}' marker); "
@@ -111,13 +112,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     return state
 
 
-def _load_failure(e: Exception) -> str:
+def _load_failure(e: Exception, path: Path) -> str:
     """The useful part of torch's (many-line) unpickling error."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     if any("global" in ln.lower() for ln in lines):
         return "it holds Python objects, not only tensors; refused, loading it could run code"
     hits = [ln for ln in lines if ln.startswith("Unsupported")]
-    return (hits or lines or [type(e).__name__])[0][:120]
+    detail = (hits or lines or [type(e).__name__])[0][:120]
+    with open(path, "rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
+    return detail if zipped else f"not a torch.save zip archive; {detail}"
 
 
 def _config(cls: type, data: Any) -> Any:

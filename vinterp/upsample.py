@@ -393,6 +393,7 @@ def upsample_file(
     except BaseException:
         writer.abort()  # first: killing ffmpeg unblocks a write the sink thread may be in
         sink.close()
+        bar.leave = False  # cleared, so the error or interrupt line stands alone
         raise
     finally:
         prefetch.close()
