@@ -170,10 +170,13 @@ CHECKPOINT_CASES = {  # file -> part of the message
 }
 
 
-def _evaluate(*extra: str, src: str = "clip.mp4", model: str | None = "model.pt"):
+def _evaluate(*extra: str, src: str = "clip.mp4", model: str | None = "model.pt",
+              damage: Callable[[Path], None] | None = None):
     def make(d: Path, a: Path) -> list[str]:
         if (a / src).exists():
             _copy(a, src, d)
+        if damage is not None:
+            damage(d / src)
         args = ["evaluate", src, "--baselines", "blend", "--quiet", *extra]
         if model is not None:
             if (a / model).exists():
@@ -197,8 +200,8 @@ def _train(*extra: str, damage: Callable[[Path], None] | None = None, resume: st
     return make
 
 
-def _truncate(ds: Path) -> None:
-    f = ds / "frames" / "a.npy"
+def _truncate(ds: Path, name: str = "a") -> None:
+    f = ds / "frames" / f"{name}.npy"
     f.write_bytes(f.read_bytes()[:5000])
 
 
@@ -266,6 +269,12 @@ CASES = [
     Case("evaluate-text-as-video", _with(_touch("t.mp4", b"hi"), _evaluate(src="t.mp4")),
          "not a video"),
     Case("evaluate-corrupt-jpeg", _evaluate(src="corrupt_jpeg"), "000003.jpg: corrupt JPEG"),
+    Case("evaluate-dataset-frames-missing",
+         _evaluate(src="dataset", damage=lambda ds: (ds / "frames" / "b.npy").unlink()),
+         "b.npy: unreadable frames array"),
+    Case("evaluate-dataset-frames-truncated",
+         _evaluate(src="dataset", damage=lambda ds: _truncate(ds, "b")),
+         "b.npy: unreadable frames array"),
     Case("evaluate-unknown-baseline", _evaluate("--baselines", "magic"), "unknown baseline"),
     Case("evaluate-size-too-small", _evaluate("--size", "8"), "too small"),
     Case("evaluate-output-is-file", _with(_touch("report"), _evaluate("-o", "report")),
@@ -323,6 +332,31 @@ def test_bad_input(case: Case, assets: Path, tmp_path: Path, monkeypatch):
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
     assert case.message in lines[0], lines[0]
     assert r.exit_code == case.code, (r.exit_code, r.stderr)
+    assert snapshot(tmp_path) == before
+
+
+FD_CASES = [  # what torch or libjpeg would print to the process's stderr, past CliRunner
+    ("raw-pickle-model", ["upsample", "clip.mp4", "-o", "o.mp4", "--model", "raw_pickle.pt"],
+     "not a torch.save zip archive"),
+    ("corrupt-jpeg-frame", ["upsample", "corrupt_jpeg", "-o", "o.mp4", "--model", "model.pt"],
+     "corrupt JPEG"),
+]
+
+
+@pytest.mark.parametrize("args, message", [c[1:] for c in FD_CASES],
+                         ids=[c[0] for c in FD_CASES])
+def test_one_line_at_the_file_descriptor(args, message, assets, tmp_path):
+    """In a real process: torch's warnings about raw pickles and libjpeg's about broken data
+    go to stderr directly, where CliRunner and pytest's warning capture would not see them."""
+    for name in ("clip.mp4", "raw_pickle.pt", "corrupt_jpeg", "model.pt"):
+        _copy(assets, name, tmp_path)
+    before = snapshot(tmp_path)
+    proc = subprocess.run([VINTERP, *args], cwd=tmp_path, capture_output=True, timeout=120)
+    err = proc.stderr.decode()  # not text=True: its newline translation turns \r into \n
+    lines = screen(err)  # the progress bar, cleared on the error, is not a line
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert "Traceback" not in err and "warn" not in err.lower()
+    assert proc.returncode == 2
     assert snapshot(tmp_path) == before
 
 
