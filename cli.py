@@ -6,6 +6,7 @@ subclasses or the modules' own error types and printed as one line with a non-ze
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import click
@@ -16,6 +17,22 @@ from vinterp.config import ModelConfig, TrainConfig
 def _fail(message: str, code: int = 2) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def _interrupts(left: str):
+    """SIGINT and SIGTERM inside the block unwind the command (its own clean-up removes partial
+    output), then one line says so and the exit status is 128 + signal (130, 143). `left`
+    says what is (not) on disk afterwards."""
+    from vinterp.interrupts import as_interrupted, signals_as_interrupts
+
+    try:
+        with signals_as_interrupts():
+            yield
+    except KeyboardInterrupt as e:
+        i = as_interrupted(e)
+        click.echo(f"interrupted ({i.name}): {left}", err=True)
+        sys.exit(i.exit_code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,7 +83,9 @@ def prepare(paths, out, inbetweens, frame_step, stride, size, val_fraction, val_
         progress=not quiet,
     )
     try:
-        summary = run_prepare(cfg)
+        with _interrupts(f"the partial dataset was removed, {out} is as it was; run the same "
+                         "command again to prepare it"):
+            summary = run_prepare(cfg)
     except PrepareError as e:
         _fail(str(e))
     for line in summary.lines():
@@ -162,7 +181,8 @@ def export(checkpoint, output, half, overwrite):
     from vinterp.checkpoint import CheckpointError, export_model
 
     try:
-        path = export_model(checkpoint, output, half=half, overwrite=overwrite)
+        with _interrupts(f"nothing was written to {output}"):
+            path = export_model(checkpoint, output, half=half, overwrite=overwrite)
     except CheckpointError as e:
         _fail(str(e))
     click.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
@@ -232,15 +252,16 @@ def upsample(input, output, model, fps, factor, slowmo, stretch_audio, input_fps
     encode = EncodeSettings(codec=codec, crf=crf, preset=preset, lossless=lossless)
     note = None if quiet else (lambda msg: click.echo(f"note: {msg}", err=True))
     try:
-        s = upsample_file(input, output, model, fps=fps, factor=factor, slowmo=slowmo,
-                          stretch_audio=stretch_audio, input_fps=input_fps, encode=encode,
-                          overwrite=overwrite, batch_size=batch_size,
-                          scene_cuts=not no_scene_detect, device=device, precision=precision,
-                          threads=threads, tile=tile, progress=not quiet, notify=note)
+        with _interrupts(f"the partial output was removed, nothing was written to {output}; "
+                         "run the same command again"):
+            s = upsample_file(input, output, model, fps=fps, factor=factor, slowmo=slowmo,
+                              stretch_audio=stretch_audio, input_fps=input_fps, encode=encode,
+                              overwrite=overwrite, batch_size=batch_size,
+                              scene_cuts=not no_scene_detect, device=device,
+                              precision=precision, threads=threads, tile=tile,
+                              progress=not quiet, notify=note)
     except (VideoIOError, DecodeError, CheckpointError, InferenceError) as e:
         _fail(str(e))
-    except KeyboardInterrupt:
-        _fail(f"interrupted; nothing was written to {output}", code=130)
     rate = s.frames_out / s.seconds if s.seconds > 0 else 0.0
     click.echo(f"input: {s.frames_in} frames at {s.in_fps:.4g} fps ({s.in_fps_note})")
     click.echo(f"output: {s.frames_out} frames at {s.out_fps:.4g} fps, {s.width}x{s.height} "
@@ -273,7 +294,7 @@ def upsample(input, output, model, fps, factor, slowmo, stretch_audio, input_fps
 @click.option("--size", type=int, default=288, show_default=True,
               help="downscale frames to this short side (0: native)")
 @click.option("--split", default="val", show_default=True, help="prepared dataset split")
-@click.option("--out", default="evaluation", show_default=True, type=click.Path(),
+@click.option("-o", "--out", default="evaluation", show_default=True, type=click.Path(),
               help="folder for report.html (and evaluate.json)")
 @click.option("--json", "json_path", type=click.Path(), default=None,
               help="JSON results path [default: OUT/evaluate.json]")
@@ -282,8 +303,9 @@ def upsample(input, output, model, fps, factor, slowmo, stretch_audio, input_fps
 @click.option("--device", default="auto", show_default=True,
               help="model device: auto, cpu, cuda, cuda:N or mps")
 @click.option("--overwrite", is_flag=True, help="replace an existing report/JSON")
+@click.option("--quiet", is_flag=True, help="no progress bar")
 def evaluate(inputs, models, baselines, inbetweens, frame_step, stride, max_windows, size,
-             split, out, json_path, strips, device, overwrite):
+             split, out, json_path, strips, device, overwrite, quiet):
     """Score models and baselines on real in-between frames (PSNR, SSIM, frames/s).
 
     INPUTS are video files, folders of numbered frames, or a prepared dataset (its --split
@@ -300,9 +322,10 @@ def evaluate(inputs, models, baselines, inbetweens, frame_step, stride, max_wind
         baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()),
         inbetweens=inbetweens, frame_step=frame_step, stride=stride, max_windows=max_windows,
         size=size, split=split, device=device, strips=strips, json_path=json_path,
-        overwrite=overwrite)
+        overwrite=overwrite, progress=not quiet)
     try:
-        run_evaluate(cfg, log=click.echo)
+        with _interrupts(f"nothing was written to {out}; run the same command again"):
+            run_evaluate(cfg, log=click.echo)
     except (EvaluateError, DecodeError, CheckpointError, MinterpolateError) as e:
         _fail(str(e))
 

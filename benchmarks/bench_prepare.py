@@ -4,7 +4,7 @@ stored as raw .npy).
 
 Run (prints a table; takes a few minutes on 2 cores):
     .venv/bin/python benchmarks/bench_prepare.py
-    .venv/bin/python benchmarks/bench_prepare.py --inputs /work/shared/data/videos --no-storage
+    .venv/bin/python benchmarks/bench_prepare.py --inputs ../shared/data/videos --no-storage
 
 Each measurement runs in a fresh subprocess so its peak resident memory (ru_maxrss) is its own.
 Timings depend on machine load; the load average is printed with them.

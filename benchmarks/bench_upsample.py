@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from data_prep.decode import ffmpeg_exe  # noqa: E402
 
-CLIP = Path("/work/shared/data/videos/intel_bottle-detection.mp4")  # 640x360, 29.83 fps
+# The shared footage sits beside the repository, as in the README (../shared/data).
+CLIP = ROOT.parent / "shared" / "data" / "videos" / "intel_bottle-detection.mp4"  # 640x360
 
 
 def tree_rss_kb(pid: int) -> int:

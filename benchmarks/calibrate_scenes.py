@@ -1,7 +1,7 @@
 """Scene-cut calibration on real footage: prints, per clip, the cuts found and the highest
 non-cut score, so the threshold's margin is visible.
 
-Run: .venv/bin/python benchmarks/calibrate_scenes.py [/work/shared/data/videos]
+Run: .venv/bin/python benchmarks/calibrate_scenes.py [../shared/data/videos]
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ from pathlib import Path
 from data_prep.decode import VIDEO_EXTS, iter_video_frames
 from data_prep.scenes import CUT_THRESHOLD, iter_cut_scores
 
+# The shared footage sits beside the repository, as in the README (../shared/data).
+VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 
-def main(folder: str = "/work/shared/data/videos") -> None:
+
+def main(folder: str = str(VIDEOS)) -> None:
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_EXTS)
     print(f"threshold {CUT_THRESHOLD}")
     for p in files:

@@ -52,10 +52,22 @@ def _open(path: Path, pix_fmt: str = "rgb24"):
         meta = next(gen)
     except (OSError, RuntimeError, StopIteration) as e:
         gen.close()
+        if _audio_only(path):  # ffmpeg's own message would be about its output files
+            raise DecodeError(f"{path}: has an audio stream but no video stream; give a video "
+                              "file") from None
         msg = str(e).strip().splitlines()
         detail = msg[-1][:160] if msg else type(e).__name__
         raise DecodeError(f"{path}: not a video ffmpeg can decode ({detail})") from None
     return gen, meta
+
+
+def _audio_only(path: Path) -> bool:
+    import subprocess
+
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+                          capture_output=True, text=True, errors="replace")
+    kinds = set(re.findall(r"Stream #\S+.*?: (Video|Audio):", proc.stderr))
+    return kinds == {"Audio"}
 
 
 def probe_video(path: str | Path) -> VideoInfo:
@@ -128,7 +140,55 @@ def read_image(path: str | Path) -> np.ndarray:
     import cv2
 
     data = np.fromfile(str(path), dtype=np.uint8)
+    if data[:2].tobytes() == b"\xff\xd8":
+        # libjpeg decodes a garbage body without complaint (and a truncated one with warnings
+        # printed on stderr), so the file's structure is checked first.
+        problem = jpeg_problem(data)
+        if problem:
+            raise DecodeError(f"{path}: corrupt JPEG ({problem})")
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:
         raise DecodeError(f"{path}: corrupt or unreadable image")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+# Markers that may start a JPEG segment: SOFn/DHT/DAC, RSTn, SOI..COM-range, APPn, JPGn, COM.
+_JPEG_MARKERS = frozenset([*range(0xC0, 0xF0), 0xFE, *range(0xF0, 0xFE)])
+
+
+def jpeg_problem(data: np.ndarray) -> str | None:
+    """Walk a JPEG's segments and entropy-coded scans: None if the structure holds up to the
+    end-of-image marker, else what is wrong. Random bytes in a scan almost surely contain a
+    0xFF followed by a byte that is no valid marker, or segments that run past the file."""
+    n, pos = len(data), 2
+    truncated = "cut short before its end-of-image marker"
+    while True:
+        if pos >= n:
+            return truncated
+        if data[pos] != 0xFF:
+            return f"no marker where one belongs, at byte {pos}"
+        while pos < n and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= n:
+            return truncated
+        marker = int(data[pos])
+        pos += 1
+        if marker == 0xD9:
+            return None
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # standalone markers, no length
+            continue
+        if marker not in _JPEG_MARKERS or marker == 0xD8:
+            return f"invalid marker 0x{marker:02X} at byte {pos - 1}"
+        if pos + 2 > n:
+            return truncated
+        length = int(data[pos]) << 8 | int(data[pos + 1])
+        if length < 2 or pos + length > n:
+            return truncated if pos + length > n else f"bad segment length at byte {pos}"
+        pos += length
+        if marker == 0xDA:  # a scan: entropy-coded bytes up to the next real marker
+            ff = np.flatnonzero(data[pos:n - 1] == 0xFF) + pos
+            nxt = data[ff + 1]
+            real = ff[(nxt != 0) & ((nxt < 0xD0) | (nxt > 0xD7)) & (nxt != 0xFF)]
+            if not len(real):
+                return truncated
+            pos = int(real[0])

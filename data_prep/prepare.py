@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from data_prep.discover import DiscoverError, Source, discover
 from data_prep.npywriter import NpyFrameWriter
 from data_prep.scenes import CUT_THRESHOLD, signature_score
 from data_prep.sources import frame_files, iter_items
+from data_prep.staging import exchange, pid_alive, remove_path, remove_stale
 from data_prep.windows import DEFAULT_STATIC_THRESHOLD, plan_windows, window_span
 
 FORMAT, VERSION = "vinterp-prepared", 1
@@ -70,6 +70,9 @@ class PrepareConfig:
             raise PrepareError(f"--size must be 0 (keep) or positive (got {self.size})")
         if not 0.0 <= self.val_fraction < 1.0:
             raise PrepareError(f"--val-fraction must be in [0, 1) (got {self.val_fraction})")
+        if not 0.0 <= self.static_threshold < 1.0:
+            raise PrepareError(f"--static-threshold is a share of pixels in [0, 1) (got "
+                               f"{self.static_threshold}); 0 keeps every window")
         if self.pix2pix_ext not in (".jpg", ".png"):
             raise PrepareError(f"pix2pix images are .jpg or .png (got {self.pix2pix_ext})")
 
@@ -331,30 +334,18 @@ def _manifest_text(manifest: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def _raise_on_sigterm():
-    """Make SIGTERM unwind like Ctrl-C so the partial output is removed; returns the previous
-    handler (None when not on the main thread, where handlers cannot be set)."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    return signal.signal(signal.SIGTERM, handler)
-
-
-def _remove_stale_partials(parent: Path, name: str) -> None:
-    """Remove `.<name>.partial-<pid>` folders left by runs that were killed."""
-    for p in parent.glob(f".{name}.partial-*"):
-        try:
-            pid = int(p.name.rsplit("-", 1)[1])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(p, ignore_errors=True)
-        except (ValueError, PermissionError, OSError):
-            continue
+def _check_not_nested(out: Path, inputs: tuple[str, ...]) -> None:
+    """The output may neither be nor hold an input (it would replace it) nor lie inside one
+    (the next run would read the dataset back as footage)."""
+    o = out.resolve()
+    for raw in inputs:
+        p = Path(raw).resolve()
+        if p == o or o in p.parents:
+            raise PrepareError(f"the output {out} would replace the input {raw}; "
+                               "choose another folder with -o")
+        if p in o.parents:
+            raise PrepareError(f"the output {out} is inside the input {raw}; "
+                               "choose a folder outside it with -o")
 
 
 def prepare(cfg: PrepareConfig, log: Callable[[str], None] | None = None) -> PrepareSummary:
@@ -365,11 +356,11 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] | None = None) -> Pre
     log = log or _log_default
     cfg.check()
     out = Path(cfg.out)
-    for raw in cfg.inputs:
-        p = Path(raw).resolve()
-        if p == out.resolve() or out.resolve() in p.parents:
-            raise PrepareError(f"the output {out} would replace the input {raw}; "
-                               "choose another folder with -o")
+    _check_not_nested(out, cfg.inputs)
+    # A killed run's leftovers first: an old dataset it had moved aside goes back in place.
+    _recover(out.resolve().parent, out.name)
+    if out.exists() and not out.is_dir():
+        raise PrepareError(f"{out} is a file, not a dataset folder; choose another -o")
     if out.exists() and not cfg.overwrite:
         raise PrepareError(f"{out} already exists; pass --overwrite to replace it "
                            "or -o to write elsewhere")
@@ -391,10 +382,8 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] | None = None) -> Pre
 
     parent = out.resolve().parent
     tmp = parent / f".{out.name}.partial-{os.getpid()}"
-    old_term = _raise_on_sigterm()
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_partials(parent, out.name)
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "frames").mkdir(parents=True)
         summary = _build(cfg, sources, splits, tmp, log)
@@ -411,9 +400,6 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] | None = None) -> Pre
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    finally:
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
     summary.out = str(out)
     summary.seconds = time.perf_counter() - t0
     return summary
@@ -428,9 +414,13 @@ def _build(cfg: PrepareConfig, sources: list[Source], splits: dict[str, str], tm
     with tqdm(total=total or None, unit="frame", disable=not cfg.progress, file=sys.stderr,
               dynamic_ncols=True, desc="prepare") as bar:
         b = _Builder(cfg, tmp, log, bar)
-        for s in sources:
-            bar.set_postfix_str(s.name[:30], refresh=False)
-            b.add_source(s, splits[s.name], expected[s.name])
+        try:
+            for s in sources:
+                bar.set_postfix_str(s.name[:30], refresh=False)
+                b.add_source(s, splits[s.name], expected[s.name])
+        except BaseException:
+            bar.leave = False  # cleared, so the error or interrupt line stands alone
+            raise
     per_split = {}
     for sp in SPLITS:
         seqs = [q for q in b.sequences if q["split"] == sp]
@@ -446,17 +436,34 @@ def _build(cfg: PrepareConfig, sources: list[Source], splits: dict[str, str], tm
 
 
 def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
-    """Rename the finished dataset into place; with `overwrite`, the old one goes only after
-    the new one is in place under its name."""
-    if out.exists() or out.is_symlink():
-        if not overwrite:
-            raise PrepareError(f"{out} appeared while preparing; pass --overwrite to replace it")
-        old = tmp.with_name(tmp.name.replace(".partial-", ".old-"))
-        os.replace(out, old)
+    """Rename the finished dataset into place. With `overwrite` the old and new datasets are
+    swapped in one atomic step where the system can (Linux), so `out` always names a complete
+    dataset; elsewhere the old one is first renamed to `.NAME.old-PID`, which `_recover` puts
+    back if a kill lands between the two renames."""
+    if not (out.exists() or out.is_symlink()):
         os.replace(tmp, out)
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
         return
+    if not overwrite:
+        raise PrepareError(f"{out} appeared while preparing; pass --overwrite to replace it")
+    if out.is_dir() and not out.is_symlink() and exchange(tmp, out):
+        remove_path(tmp)  # now the old dataset
+        return
+    old = tmp.with_name(tmp.name.replace(".partial-", ".old-"))
+    os.replace(out, old)
     os.replace(tmp, out)
+    remove_path(old)
+
+
+def _recover(parent: Path, name: str) -> None:
+    """Undo what killed runs left: `.NAME.partial-PID` folders are removed; a `.NAME.old-PID`
+    is the previous dataset, put back if a kill left nothing under NAME, else removed."""
+    remove_stale(parent, f".{name}.partial-")
+    for old in sorted(parent.glob(f".{name}.old-*")):
+        pid = old.name.rsplit("-", 1)[1]
+        if not pid.isdigit() or pid_alive(int(pid)):
+            continue
+        final = parent / name
+        if not (final.exists() or final.is_symlink()):
+            os.replace(old, final)
+        else:
+            remove_path(old)

@@ -210,3 +210,29 @@ def test_models_side_by_side(tmp_path, monkeypatch):
     assert code == 0, text
     doc = load(tmp_path / "o3")
     assert list(doc["methods"]) == ["default", "blend"] and doc["inbetweens"] == 3
+
+
+def test_report_thumbnails_open_full_size(tmp_path):
+    """Each strip of small frames links to an overlay holding the same strip at full size."""
+    import base64
+    import re
+
+    import cv2
+
+    video = write_video(tmp_path / "wide.mp4", moving_square(13, 144, 400, size=24, vx=2))
+    out = tmp_path / "out"
+    code, text = run(video, "-o", out, "--baselines", "blend", "--strips", "1", "--size", "0")
+    assert code == 0, text
+    page = (out / "report.html").read_text()
+    links = re.findall(r'<a href="#(s0-\d+)" title="full size"><img src="data:image/\w+;'
+                       r'base64,([^"]+)"', page)
+    assert [ref for ref, _ in links] == ["s0-0", "s0-1", "s0-2"]  # real, blend, its heat map
+    for ref, small in links:
+        full = re.search(rf'<div class="full" id="{ref}"><a href="#s0" title="close"><img '
+                         r'src="data:image/jpeg;base64,([^"]+)"', page)
+        assert full, ref
+        imgs = [cv2.imdecode(np.frombuffer(base64.b64decode(b), np.uint8), cv2.IMREAD_COLOR)
+                for b in (small, full.group(1))]
+        assert imgs[1].shape[0] == 144 and imgs[1].shape[1] > 7 * 400  # 7 frames side by side
+        assert imgs[0].shape[0] < 144  # the thumbnail row is downscaled
+    assert ".full:target" in page

@@ -11,15 +11,16 @@ Layout (a plain dict, every value a tensor, primitive, list or dict of those):
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import pickle
-import tempfile
-import zipfile
+import secrets
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from data_prep.staging import pid_alive
 from vinterp.config import ModelConfig, TrainConfig, from_dict, to_dict
 
 FORMAT = "vinterp-checkpoint"
@@ -31,40 +32,65 @@ class CheckpointError(Exception):
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Write `state` (see module docstring) to `path` atomically: temp file, fsync, rename."""
+    """Write `state` (see module docstring) to `path` atomically: temp file, fsync, rename.
+
+    The temporary is `.NAME.PID-HEX.tmp`; temporaries of processes that no longer run (a
+    kill -9 during a save) are removed first, so they never pile up beside the checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     full = {"format": FORMAT, "version": FORMAT_VERSION, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        # A plain open() gives the file the user's usual mode (mkstemp's 0600 would stick).
+        with open(tmp, "xb") as f:
             torch.save(full, f)
             f.flush()
             os.fsync(f.fileno())
-        # mkstemp creates 0600; give the file the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
 
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete `.NAME.*.tmp` files beside `path` whose writer is gone: `.NAME.PID-HEX.tmp` of a
+    dead PID, and the PID-less `.NAME.XXXXXXXX.tmp` names that older versions made with
+    mkstemp. Returns what was removed."""
+    path = Path(path)
+    removed = []
+    for p in path.parent.glob(f".{path.name}.*.tmp"):
+        middle = p.name[len(path.name) + 2:-len(".tmp")]
+        head = middle.split("-", 1)[0]
+        if "-" in middle and head.isdigit() and pid_alive(int(head)):
+            continue
+        try:
+            p.unlink()
+            removed.append(p)
+        except OSError:
+            continue
+    return removed
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load and validate a checkpoint; raise `CheckpointError` with a one-line reason."""
+    """Load and validate a checkpoint; raise `CheckpointError` with a one-line reason.
+
+    Only `weights_only` unpickling is used, so a file that would run code is refused; any
+    other file (text, a raw pickle, a crafted dict) gives one line, never a traceback."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"{path} is not a readable vinterp checkpoint (corrupt or foreign file: {first[:120]})"
-        ) from None
+        # torch warns (two lines on stderr) about legacy raw pickles before failing on them;
+        # the error below says all there is to say.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - the weights-only unpickler raises many types
+        raise CheckpointError(f"{path} is not a readable vinterp checkpoint (corrupt or foreign "
+                              f"file: {_load_failure(e, path)}); use one written by "
+                              "`vinterp train` or `vinterp export`") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a vinterp checkpoint (no '{FORMAT}' marker); "
@@ -77,14 +103,56 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             f"{FORMAT_VERSION}: upgrade vinterp"
         )
     try:
-        state["model_config"] = from_dict(ModelConfig, state["model_config"])
+        state["model_config"] = _config(ModelConfig, state.get("model_config"))
         if state.get("train_config") is not None:
-            state["train_config"] = from_dict(TrainConfig, state["train_config"])
+            state["train_config"] = _config(TrainConfig, state["train_config"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path} has an invalid config: {e}") from None
+    _check_weights(path, state)
+    return state
+
+
+def _load_failure(e: Exception, path: Path) -> str:
+    """The useful part of torch's (many-line) unpickling error."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    if any("global" in ln.lower() for ln in lines):
+        return "it holds Python objects, not only tensors; refused, loading it could run code"
+    hits = [ln for ln in lines if ln.startswith("Unsupported")]
+    detail = (hits or lines or [type(e).__name__])[0][:120]
+    with open(path, "rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
+    return detail if zipped else f"not a torch.save zip archive; {detail}"
+
+
+def _config(cls: type, data: Any) -> Any:
+    """`from_dict` after checking that every stored value has its field's type (a crafted
+    `ngf="abc"` would otherwise fail later, deep inside the network code)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__} is {type(data).__name__}, not a dict")
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        want, value = type(f.default), data[f.name]
+        ok = isinstance(value, want) and (want is bool or not isinstance(value, bool))
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise TypeError(f"{f.name}={value!r:.40} is not {want.__name__}")
+    return from_dict(cls, data)
+
+
+def _check_weights(path: Path, state: dict[str, Any]) -> None:
+    """The state dicts must map names to tensors (load_state_dict assumes it)."""
     if "generator" not in state:
         raise CheckpointError(f"{path} holds no generator weights")
-    return state
+    for key in ("generator", "discriminator"):
+        sd = state.get(key)
+        if sd is None and key == "discriminator":
+            continue
+        if not isinstance(sd, dict) or not all(
+                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+            raise CheckpointError(f"{path}: its '{key}' entry is not a set of named tensors "
+                                  "(damaged or crafted checkpoint)")
 
 
 def model_state(model_config: ModelConfig, generator: dict, **rest: Any) -> dict[str, Any]:

@@ -52,6 +52,36 @@ def load_manifest(root: str | Path) -> dict:
     return manifest
 
 
+def check_frames(root: Path, manifest: dict, windows: list[Window], window: int) -> None:
+    """Open every frames file the windows use (the `.npy` header only: cheap) and check its
+    shape against the manifest, so a missing or truncated file is one clear error before any
+    training starts rather than a traceback from a DataLoader worker mid-epoch."""
+    seqs = {s["name"]: s for s in manifest["sequences"]}
+    lengths: dict[str, int] = {}
+    fix = "rerun `vinterp prepare` to rebuild the dataset"
+    for name in dict.fromkeys(w.seq for w in windows):
+        if name not in seqs:
+            raise DatasetError(f"{root / MANIFEST} lists windows of an unknown sequence "
+                               f"{name!r}; {fix}")
+        path = root / seqs[name]["file"]
+        if not path.is_file():
+            raise DatasetError(f"{path} is missing from the prepared dataset; {fix}")
+        try:
+            arr = np.load(path, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as e:
+            raise DatasetError(f"{path} is damaged or truncated ({str(e)[:80]}); {fix}") from None
+        want = (seqs[name]["height"], seqs[name]["width"], 3)
+        if arr.ndim != 4 or tuple(arr.shape[1:]) != want or arr.dtype != np.uint8:
+            raise DatasetError(f"{path} holds {arr.dtype} frames of shape {arr.shape[1:]}, the "
+                               f"manifest says uint8 {want}; {fix}")
+        lengths[name] = arr.shape[0]
+        del arr
+    for w in windows:
+        if w.start < 0 or w.step < 1 or w.start + w.step * (window - 1) >= lengths[w.seq]:
+            raise DatasetError(f"{root / MANIFEST}: a window of {w.seq} starts at frame "
+                               f"{w.start} but the file holds {lengths[w.seq]} frames; {fix}")
+
+
 class WindowDataset(Dataset):
     """Windows of one split of a prepared dataset.
 
@@ -77,15 +107,20 @@ class WindowDataset(Dataset):
                 f"{self.root} holds {stored}-frame windows but the model needs {window}; "
                 f"prepare with --inbetweens {window - 2}"
             )
-        self.files = {s["name"]: self.root / s["file"] for s in manifest["sequences"]}
-        self.sizes = {s["name"]: (s["height"], s["width"]) for s in manifest["sequences"]}
-        self.lengths = {s["name"]: int(s["frames"]) for s in manifest["sequences"]}
-        self.cuts = {s["name"]: tuple(s.get("cuts", ())) for s in manifest["sequences"]}
+        try:
+            self.files = {s["name"]: self.root / s["file"] for s in manifest["sequences"]}
+            self.sizes = {s["name"]: (s["height"], s["width"]) for s in manifest["sequences"]}
+            self.lengths = {s["name"]: int(s["frames"]) for s in manifest["sequences"]}
+            self.cuts = {s["name"]: tuple(s.get("cuts", ())) for s in manifest["sequences"]}
+            self.windows = [
+                Window(w["seq"], w["start"], w["step"], w["split"], float(w.get("weight", 1.0)))
+                for w in manifest["windows"] if w["split"] == split
+            ]
+        except (KeyError, TypeError, ValueError) as e:
+            raise DatasetError(f"{self.root / MANIFEST} is damaged (bad entry: {e}); rerun "
+                               "`vinterp prepare`") from None
+        check_frames(self.root, manifest, self.windows, window)
         self.context = context
-        self.windows = [
-            Window(w["seq"], w["start"], w["step"], w["split"], float(w.get("weight", 1.0)))
-            for w in manifest["windows"] if w["split"] == split
-        ]
         self.window, self.crop, self.flip, self.reverse = window, crop, flip, reverse
         self.seed, self.epoch, self.teacher = seed, 0, teacher
         self._arrays: dict[str, np.ndarray] = {}

@@ -21,6 +21,7 @@ from data_prep.decode import (
     DecodeError,
     iter_video_frames,
     list_frame_files,
+    probe_video,
     read_image,
 )
 
@@ -277,6 +278,7 @@ def open_sources(inputs: list[str], plan: WindowPlan, split: str = "val",
                                     "frame folder nor a prepared dataset)")
             sources.append(_folder_source(p, files, plan, cut))
         elif p.suffix.lower() in VIDEO_EXTS:
+            probe_video(p)  # an undecodable or audio-only file fails now, before any scoring
             sources.append(_video_source(p, plan, cut))
         else:
             raise EvaluateError(f"{p}: not a video file ({', '.join(VIDEO_EXTS)}), frame folder "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ class EvaluateConfig:
     json_path: str | None = None
     scene_cuts: bool = True
     overwrite: bool = False
+    progress: bool = False  # a tqdm bar of scored windows on stderr
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,44 @@ def _check_pred(name: str, pred: list[np.ndarray], real: np.ndarray, m: int) -> 
                                 f"{real.shape} uint8")
 
 
+def _score_source(src, methods: list[_Method], m: int, cfg: EvaluateConfig,
+                  totals: dict[str, _Tally], seconds: dict[str, float],
+                  bar) -> tuple[SourceScore, list[Sample]]:
+    """Run every method on every window of one source; adds to `totals` and `seconds`.
+    Returns the source's scores and its samples for the report's strips."""
+    tallies = {x.name: _Tally(m) for x in methods}
+    kept: list = []  # min-heap of (motion, order, Sample), the most motion kept
+    count = 0
+    for win in src.windows():
+        a, b, real = win.frames[0], win.frames[-1], win.frames[1:-1]
+        preds, psnrs = {}, {}
+        for x in methods:
+            t0 = time.perf_counter()
+            pred = x.run(a, b, m, win.prev, win.next)
+            seconds[x.name] += time.perf_counter() - t0
+            _check_pred(x.name, pred, a, m)
+            p, s = _score(pred, real)
+            tallies[x.name].add(p, s)
+            totals[x.name].add(p, s)
+            preds[x.name], psnrs[x.name] = pred, p.tolist()
+        count += 1
+        bar.update(1)
+        if cfg.strips:
+            motion = float(np.abs(b.astype(np.int16) - a.astype(np.int16)).mean())
+            item = (motion, count, Sample(src.name, win.start, win.step, motion,
+                                          list(win.frames), preds, psnrs))
+            if len(kept) < cfg.strips:
+                heapq.heappush(kept, item)
+            elif motion > kept[0][0]:
+                heapq.heapreplace(kept, item)
+    means = {k: t.means() for k, t in tallies.items()}
+    score = SourceScore(
+        name=src.name, path=src.path, kind=src.kind, windows=count, skipped_cuts=src.skipped,
+        psnr={k: float(v[0].mean()) for k, v in means.items()} if count else {},
+        ssim={k: float(v[1].mean()) for k, v in means.items()} if count else {})
+    return score, [s for _, _, s in sorted(kept, key=lambda k: k[1])]
+
+
 def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> EvaluateResult:
     """Run every method on every window, print the table, write the JSON and HTML report."""
     from vinterp import report
@@ -296,42 +336,16 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> Evaluat
     totals = {x.name: _Tally(m) for x in methods}
     seconds = dict.fromkeys(totals, 0.0)
     src_scores, samples = [], []
-    for src in sources:
-        tallies = {x.name: _Tally(m) for x in methods}
-        kept: list = []  # min-heap of (motion, order, Sample), the most motion kept
-        count = 0
-        for win in src.windows():
-            a, b, real = win.frames[0], win.frames[-1], win.frames[1:-1]
-            preds, psnrs = {}, {}
-            for x in methods:
-                t0 = time.perf_counter()
-                pred = x.run(a, b, m, win.prev, win.next)
-                seconds[x.name] += time.perf_counter() - t0
-                _check_pred(x.name, pred, a, m)
-                p, s = _score(pred, real)
-                tallies[x.name].add(p, s)
-                totals[x.name].add(p, s)
-                preds[x.name], psnrs[x.name] = pred, p.tolist()
-            count += 1
-            if cfg.strips:
-                motion = float(np.abs(b.astype(np.int16) - a.astype(np.int16)).mean())
-                item = (motion, count, Sample(src.name, win.start, win.step, motion,
-                                              list(win.frames), preds, psnrs))
-                if len(kept) < cfg.strips:
-                    heapq.heappush(kept, item)
-                elif motion > kept[0][0]:
-                    heapq.heapreplace(kept, item)
-        samples += [s for _, _, s in sorted(kept, key=lambda k: k[1])]
-        means = {k: t.means() for k, t in tallies.items()}
-        src_scores.append(SourceScore(
-            name=src.name, path=src.path, kind=src.kind, windows=count,
-            skipped_cuts=src.skipped,
-            psnr={k: float(v[0].mean()) for k, v in means.items()} if count else {},
-            ssim={k: float(v[1].mean()) for k, v in means.items()} if count else {}))
-        line = f"{src.name}: {count} window(s)"
-        if src.skipped:
-            line += f", {src.skipped} skipped at scene cuts"
-        log(line)
+    with _progress_bar(cfg, len(sources)) as bar:  # closed (and cleared) on errors too
+        for src in sources:
+            bar.set_postfix_str(src.name[:30], refresh=False)
+            score, kept = _score_source(src, methods, m, cfg, totals, seconds, bar)
+            src_scores.append(score)
+            samples += kept
+            line = f"{src.name}: {score.windows} window(s)"
+            if src.skipped:
+                line += f", {src.skipped} skipped at scene cuts"
+            log(line)
 
     n_windows = sum(s.windows for s in src_scores)
     if not n_windows:
@@ -367,6 +381,16 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> Evaluat
     if strips:
         log(f"strips: {len(strips)} PNG(s) in {strips[0].parent}")
     return result
+
+
+def _progress_bar(cfg: EvaluateConfig, n_sources: int):
+    """Windows scored so far (the total is known only with --max-windows, as an upper bound:
+    the windows a clip holds are found while decoding it)."""
+    from tqdm import tqdm
+
+    total = cfg.max_windows * n_sources if cfg.max_windows else None
+    return tqdm(total=total, unit="window", desc="evaluate", disable=not cfg.progress,
+                file=sys.stderr, dynamic_ncols=True, leave=False)
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -132,28 +132,35 @@ def _colorbar() -> np.ndarray:
     return cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
 
 
-def _sample_html(s, methods) -> str:
-    thumbs = [_thumb(f) for f in s.frames]
-    shape = thumbs[0].shape[:2]
+def _sample_html(s, methods, key: str = "s") -> str:
+    """One sample's strips; each thumbnail strip links to the same strip at full size, shown
+    in an overlay (CSS :target, no script; a data: URI cannot be opened as a page)."""
+    shape = s.frames[0].shape[:2]
     m = len(s.frames) - 2
     last = s.start + (m + 1) * s.step
-    rows = [("real", "first, real in-betweens, last", _strip(thumbs, shape), True)]
+    rows = [("real", "first, real in-betweens, last", list(s.frames), True)]
     for x in methods:
         preds = s.preds[x.name]
-        pred_t = [None] + [_thumb(p) for p in preds] + [None]
-        heat_t = [None] + [_thumb(heat_map(p, r)) for p, r in zip(preds, s.frames[1:-1],
-                                                                   strict=True)] + [None]
+        heats = [heat_map(p, r) for p, r in zip(preds, s.frames[1:-1], strict=True)]
         psnrs = " ".join(f"{v:.1f}" for v in s.psnr[x.name])
-        rows.append((x.name, f"PSNR {psnrs} dB", _strip(pred_t, shape), True))
-        rows.append((f"|{x.name} − real|", "error heat map", _strip(heat_t, shape), False))
-    body = "".join(
-        f'<tr><th><div>{html.escape(a)}</div><div class="sub">{html.escape(b)}</div></th>'
-        f"<td>{_img(img, a, photo)}</td></tr>"
-        for a, b, img, photo in rows)
+        rows.append((x.name, f"PSNR {psnrs} dB", [None, *preds, None], True))
+        rows.append((f"|{x.name} − real|", "error heat map", [None, *heats, None], False))
+    thumb_shape = _thumb(s.frames[0]).shape[:2]
+    body, overlays = [], []
+    for i, (a, b, frames, photo) in enumerate(rows):
+        small = _strip([None if f is None else _thumb(f) for f in frames], thumb_shape)
+        full = _strip(frames, shape)
+        ref = f"{key}-{i}"
+        body.append(f'<tr><th><div>{html.escape(a)}</div><div class="sub">{html.escape(b)}'
+                    f'</div></th><td><a href="#{ref}" title="full size">'
+                    f"{_img(small, a, photo)}</a></td></tr>")
+        # Full-size strips as JPEG even for heat maps: PNG would make the report much larger.
+        overlays.append(f'<div class="full" id="{ref}"><a href="#{key}" title="close">'
+                        f"{_img(full, a + ' (full size)', True)}</a></div>")
     title = (f"{s.source}: frames {s.start}–{last} (step {s.step}), mean endpoint change "
              f"{s.motion:.1f} grey levels")
-    return f'<section class="sample"><h3>{html.escape(title)}</h3><table class="strip">' \
-           f"{body}</table></section>"
+    return (f'<section class="sample" id="{key}"><h3>{html.escape(title)}</h3>'
+            f'<table class="strip">{"".join(body)}</table>{"".join(overlays)}</section>')
 
 
 _CSS = """
@@ -173,6 +180,11 @@ white-space:nowrap;width:190px}
 table.strip td{padding:1px 0}
 table.strip img{display:block;max-width:calc(100vw - 260px);height:auto}
 .sub{color:#777;font-weight:400;font-size:11px}
+.full{display:none}
+.full:target{display:flex;position:fixed;inset:0;z-index:9;background:rgba(0,0,0,.88);
+align-items:center;justify-content:center;overflow:auto}
+.full img{max-width:none;display:block;cursor:zoom-out}
+table.strip a img{cursor:zoom-in}
 ul.notes{color:#a33;font-size:13px}
 """
 
@@ -224,7 +236,8 @@ def render_html(result, cfg) -> str:
             "PSNR and SSIM are means over in-between frames; frames/s counts in-betweens made "
             "per second of each method's own time.")
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in result.notes)
-    samples = "".join(_sample_html(s, result.methods) for s in result.samples)
+    samples = "".join(_sample_html(s, result.methods, f"s{i}")
+                      for i, s in enumerate(result.samples))
     legend = (f'<p class="meta">Heat maps: |method − real| averaged over RGB, ×{HEAT_GAIN:g}, '
               f"colour map inferno: {_img(_colorbar(), 'colour bar')} 0 to "
               f"{256 / HEAT_GAIN:.0f}+ grey levels.</p>")

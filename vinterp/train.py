@@ -170,6 +170,29 @@ def _save_strip(strip: torch.Tensor, path: Path, max_width: int = 1600) -> None:
     os.replace(tmp, path)
 
 
+def drop_rows_after(metrics_path: Path, step: int) -> int:
+    """On resume: drop metrics rows past the checkpoint's step (and a torn last line). A row
+    is written before its checkpoint, so a run killed between the two has a row the resumed
+    run writes again. Rewrites the file atomically; returns how many rows were dropped."""
+    if not metrics_path.is_file():
+        return 0
+    keep, dropped = [], 0
+    for line in metrics_path.read_text().splitlines():
+        try:
+            row_step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            row_step = None
+        if isinstance(row_step, int) and row_step <= step:
+            keep.append(line + "\n")
+        else:
+            dropped += 1
+    if dropped:
+        tmp = metrics_path.with_name(f".{metrics_path.name}.{os.getpid()}.tmp")
+        tmp.write_text("".join(keep))
+        os.replace(tmp, metrics_path)
+    return dropped
+
+
 def resolve_resume(path: str | Path, overrides: dict) -> tuple[ModelConfig, TrainConfig]:
     """Configs for `--resume`: the checkpoint's own, with the given TrainConfig fields replaced
     (for example a longer schedule). The model config always comes from the checkpoint."""
@@ -274,6 +297,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
     start_time = time.time()
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
+        if resume is not None:
+            drop_rows_after(metrics_path, step)
 
     def save(extra: dict) -> None:
         if not is_main:

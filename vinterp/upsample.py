@@ -29,6 +29,7 @@ from vinterp.video_io import (
     check_output,
     is_sequence,
     open_source,
+    recover_output,
     snap_fps,
 )
 
@@ -241,6 +242,127 @@ def _blend(a: np.ndarray, b: np.ndarray, m: int) -> list[np.ndarray]:
     return [np.rint(a32 + (b32 - a32) * (k / (m + 1))).astype(np.uint8) for k in range(1, m + 1)]
 
 
+def _plan_audio(src, output, timing: Timing, stretch: bool,
+                note: Callable[[str], None]) -> tuple[str | None, str | None, str]:
+    """Where the output's audio comes from, the filter it goes through, and what to report."""
+    if not src.audio_codec:
+        return None, None, "none"
+    if is_sequence(output):
+        note("audio is not written to an image sequence")
+        return None, None, "dropped"
+    if timing.keeps_duration:
+        return src.path, None, "none"
+    if stretch:
+        return src.path, atempo_chain(float(timing.step / timing.factor)), "none"  # 1/slow-down
+    note("--slowmo: audio dropped (it would end long before the video); "
+         "pass --stretch-audio to slow it down with the pitch kept")
+    return None, None, "dropped"
+
+
+def _pair_kind(prev: np.ndarray, cur: np.ndarray, lo: int, m: int, timing: Timing,
+               cut: bool, static_tolerance: int) -> str:
+    """How the in-betweens of a pair are made: skip (none is written), static (blend), cut
+    (repeat the nearest endpoint) or model."""
+    if not any(timing.selected(j) for j in range(lo, lo + m)):
+        return "skip"
+    if int(cv2.absdiff(prev, cur).max()) <= static_tolerance:
+        return "static"
+    return "cut" if cut else "model"
+
+
+def _mids(kind: str, a: np.ndarray, b: np.ndarray, m: int, made) -> list:
+    if kind == "model":
+        return list(next(made))
+    if kind == "static":
+        return _blend(a, b, m)
+    if kind == "cut":  # nearest endpoint in time; the midpoint keeps the earlier
+        return [a if 2 * k <= m + 1 else b for k in range(1, m + 1)]
+    return [None] * m  # no in-between of this pair is written
+
+
+def _interpolate(interp: Interpolator, todo: list) -> np.ndarray:
+    """In-betweens `(B, m, H, W, 3)` of the model pairs `todo` ([kind, a, b, lo, before,
+    after]); a model with context gets each pair's neighbours, a missing one given as its
+    endpoint (which the model reads as none)."""
+    a, b = np.stack([p[1] for p in todo]), np.stack([p[2] for p in todo])
+    if not interp.context:
+        return interp.interpolate_batch(a, b)
+    before = np.stack([p[1] if p[4] is None else p[4] for p in todo])
+    after = np.stack([p[2] if p[5] is None else p[5] for p in todo])
+    return interp.interpolate_batch(a, b, before, after)
+
+
+def _stream(frames, first: np.ndarray, interp: Interpolator, timing: Timing,
+            writer: FrameWriter, name: str, *, batch: int, scene_cuts: bool,
+            static_tolerance: int, total: int | None, progress: bool,
+            on_progress: Callable[[int, int], None] | None) -> dict[str, int]:
+    """Decode, interpolate and encode every frame, then commit the output; on any error or
+    interrupt the partial output is removed. Returns the counts for the summary."""
+    m, full = interp.m, interp.factor
+    counts = {"in": 1, "out": 0, "model": 0, "static": 0, "cut": 0}
+    bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True,
+               file=sys.stderr, smoothing=0.05, desc="upsample")
+    prefetch = _Prefetch(frames, depth=2 * batch + 2)
+    sink = _Sink(writer, depth=2 * batch * full + 2)
+
+    def emit(frame: np.ndarray, j: int) -> None:
+        if timing.selected(j):
+            sink.put(frame)
+            counts["out"] += 1
+
+    def flush(pending: list) -> None:
+        todo = [p for p in pending if p[0] == "model"]
+        made = iter(_interpolate(interp, todo)) if todo else None
+        for kind, a, b, lo, _, _ in pending:
+            for k, mid in enumerate(_mids(kind, a, b, m, made)):
+                if mid is not None:
+                    emit(mid, lo + k)
+            emit(b, lo + m)
+            counts[kind] = counts.get(kind, 0) + 1
+        bar.update(counts["out"] - bar.n)
+        if on_progress is not None:
+            on_progress(counts["in"], counts["out"])
+        pending.clear()
+
+    try:
+        sig_prev = frame_signature(first) if scene_cuts else None
+        emit(first, 0)
+        # Each pair waits for the next input, its neighbour after (the "stream" prior reads the
+        # inputs on both sides of a pair): [kind, a, b, lo, before, after].
+        prev, pending, waiting, before = first, [], None, None
+        for i, cur in enumerate(prefetch, start=1):
+            if cur.shape != first.shape:
+                raise VideoIOError(f"{name}: frame {i} is {cur.shape[1]}x{cur.shape[0]}, the "
+                                   f"first is {first.shape[1]}x{first.shape[0]}")
+            counts["in"] += 1
+            lo = (i - 1) * full + 1
+            sig = frame_signature(cur) if scene_cuts else None
+            cut = scene_cuts and signature_score(sig_prev, sig) >= CUT_THRESHOLD
+            kind = _pair_kind(prev, cur, lo, m, timing, cut, static_tolerance)
+            if waiting is not None:
+                waiting[5] = None if kind == "cut" else cur
+                pending.append(tuple(waiting))
+                if len(pending) >= batch:
+                    flush(pending)
+            waiting = [kind, prev, cur, lo, before, None]
+            before = None if kind == "cut" else prev  # the next pair's neighbour before
+            prev, sig_prev = cur, sig
+        if waiting is not None:
+            pending.append(tuple(waiting))
+        flush(pending)
+        sink.finish()
+        writer.commit()
+    except BaseException:
+        writer.abort()  # first: killing ffmpeg unblocks a write the sink thread may be in
+        sink.close()
+        bar.leave = False  # cleared, so the error or interrupt line stands alone
+        raise
+    finally:
+        prefetch.close()
+        bar.close()
+    return counts
+
+
 def upsample_file(
     input: str | os.PathLike,
     output: str | os.PathLike,
@@ -284,6 +406,7 @@ def upsample_file(
         if notify is not None:
             notify(msg)
 
+    recover_output(output)  # leftovers of killed runs first, so the checks see what is real
     check_output(output, (input,), overwrite, encode)
     src, frames = open_source(input, input_fps)
     try:
@@ -298,21 +421,7 @@ def upsample_file(
         raise InferenceError(f"{input}: no frames could be decoded (empty or broken video)")
     batch = batch_size or (4 if interp.device.type == "cuda" else 1)
 
-    audio_from, audio_filter, audio = None, None, "none"
-    if src.audio_codec and is_sequence(output):
-        audio = "dropped"
-        note("audio is not written to an image sequence")
-    elif src.audio_codec and not timing.keeps_duration:
-        if stretch_audio:
-            audio_from = src.path
-            audio_filter = atempo_chain(float(timing.step / timing.factor))  # 1 / slow-down
-        else:
-            audio = "dropped"
-            note("--slowmo: audio dropped (it would end long before the video); "
-                 "pass --stretch-audio to slow it down with the pitch kept")
-    elif src.audio_codec:
-        audio_from = src.path
-
+    audio_from, audio_filter, audio = _plan_audio(src, output, timing, stretch_audio, note)
     try:
         writer = FrameWriter(output, src.width, src.height, timing.out_fps, encode,
                              audio_from=audio_from, audio_codec=src.audio_codec,
@@ -326,89 +435,10 @@ def upsample_file(
         note(f"{src.width}x{src.height} has an odd side and yuv420p needs even ones: the output "
              f"is {writer.out_width}x{writer.out_height} (edge repeated); --lossless or an "
              f"image sequence keeps the exact size")
-
-    m, full = interp.m, interp.factor
-    counts = {"in": 1, "out": 0, "model": 0, "static": 0, "cut": 0}
     total = timing.count(src.expected_frames) if src.expected_frames else None
-    bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True,
-               file=sys.stderr, smoothing=0.05, desc="upsample")
-    prefetch = _Prefetch(frames, depth=2 * batch + 2)
-    sink = _Sink(writer, depth=2 * batch * full + 2)
-    try:
-        def emit(frame: np.ndarray, j: int) -> None:
-            if timing.selected(j):
-                sink.put(frame)
-                counts["out"] += 1
-
-        def flush(pending: list) -> None:
-            todo = [p for p in pending if p[0] == "model"]
-            made = None
-            if todo:
-                a, b = np.stack([p[1] for p in todo]), np.stack([p[2] for p in todo])
-                # A missing neighbour is given as its endpoint (the model reads that as none).
-                before = np.stack([p[1] if p[4] is None else p[4] for p in todo])
-                after = np.stack([p[2] if p[5] is None else p[5] for p in todo])
-                made = iter(interp.interpolate_batch(a, b, before, after) if interp.context
-                            else interp.interpolate_batch(a, b))
-            for kind, a, b, lo, _, _ in pending:
-                if kind == "model":
-                    mids = list(next(made))
-                elif kind == "static":
-                    mids = _blend(a, b, m)
-                elif kind == "cut":  # nearest endpoint in time; the midpoint keeps the earlier
-                    mids = [a if 2 * k <= full else b for k in range(1, m + 1)]
-                else:
-                    mids = [None] * m  # no in-between of this pair is written
-                for k, mid in enumerate(mids):
-                    if mid is not None:
-                        emit(mid, lo + k)
-                emit(b, lo + m)
-                counts[kind] = counts.get(kind, 0) + 1
-            bar.update(counts["out"] - bar.n)
-            if on_progress is not None:
-                on_progress(counts["in"], counts["out"])
-            pending.clear()
-
-        sig_prev = frame_signature(first) if scene_cuts else None
-        emit(first, 0)
-        # Each pair waits for the next input, its neighbour after (the "stream" prior reads the
-        # inputs on both sides of a pair): [kind, a, b, lo, before, after].
-        prev, pending, waiting, before = first, [], None, None
-        for i, cur in enumerate(prefetch, start=1):
-            if cur.shape != first.shape:
-                raise VideoIOError(f"{input}: frame {i} is {cur.shape[1]}x{cur.shape[0]}, the "
-                                   f"first is {first.shape[1]}x{first.shape[0]}")
-            counts["in"] += 1
-            lo = (i - 1) * full + 1
-            sig = frame_signature(cur) if scene_cuts else None
-            if not any(timing.selected(j) for j in range(lo, lo + m)):
-                kind = "skip"
-            elif int(cv2.absdiff(prev, cur).max()) <= static_tolerance:
-                kind = "static"
-            elif scene_cuts and signature_score(sig_prev, sig) >= CUT_THRESHOLD:
-                kind = "cut"
-            else:
-                kind = "model"
-            if waiting is not None:
-                waiting[5] = None if kind == "cut" else cur
-                pending.append(tuple(waiting))
-                if len(pending) >= batch:
-                    flush(pending)
-            waiting = [kind, prev, cur, lo, before, None]
-            before = None if kind == "cut" else prev
-            prev, sig_prev = cur, sig
-        if waiting is not None:
-            pending.append(tuple(waiting))
-        flush(pending)
-        sink.finish()
-        writer.commit()
-    except BaseException:
-        writer.abort()  # first: killing ffmpeg unblocks a write the sink thread may be in
-        sink.close()
-        raise
-    finally:
-        prefetch.close()
-        bar.close()
+    counts = _stream(frames, first, interp, timing, writer, str(input), batch=batch,
+                     scene_cuts=scene_cuts, static_tolerance=static_tolerance, total=total,
+                     progress=progress, on_progress=on_progress)
 
     if counts["in"] == 1:
         note("one input frame: nothing to interpolate, it is written as a 1-frame output")

@@ -30,6 +30,7 @@ from data_prep.decode import (
     probe_video,
     read_image,
 )
+from data_prep.staging import pid_alive, remove_path, remove_stale
 
 FOLDER_FPS = Fraction(30)  # assumed rate of a frame folder unless the caller gives one
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
@@ -185,11 +186,12 @@ def check_output(output: str | Path, inputs: tuple[str | Path, ...] = (),
                                "pass --overwrite to replace them")
         _check_writable(folder.parent if not folder.exists() else folder, out)
         return
+    if out.is_dir():
+        raise VideoIOError(f"{out} is a folder; give a file name such as {out / 'smooth.mp4'} "
+                           f"or an image sequence such as {out / '%06d.png'}")
     if out.suffix.lower() not in VIDEO_SUFFIXES:
         raise VideoIOError(f"{out}: unknown output type; use one of {', '.join(VIDEO_SUFFIXES)} "
                            "or an image sequence like out/%06d.png")
-    if out.is_dir():
-        raise VideoIOError(f"{out} is a folder; give a file name such as {out / 'smooth.mp4'}")
     if settings is not None:
         _video_args(out.suffix.lower(), settings)
     for i in inputs:
@@ -285,6 +287,44 @@ def _video_args(container: str, s: EncodeSettings) -> tuple[list[str], bool]:
     return ["-c:v", "ffv1", "-level", "3", "-pix_fmt", "bgr0"], False
 
 
+_MOVED = ".moved"  # in a `.F.old-TOKEN` folder: every old frame is in it
+
+
+def _move_all(src: Path, dst: Path) -> None:
+    for f in sorted(src.iterdir()):
+        os.replace(f, dst / f.name)
+
+
+def recover_output(output: str | Path) -> None:
+    """Clean up after upsample runs that were killed (SIGKILL, power cut) while writing next
+    to `output`: their `.NAME.partial-PID-*` files and folders are removed, and a sequence
+    commit they left half done is finished or undone (see `FrameWriter._commit_sequence`).
+    Only names whose PID no longer runs are touched."""
+    out = Path(output)
+    if not is_sequence(out):
+        remove_stale(out.parent if str(out.parent) else Path("."), f".{out.name}.partial-")
+        return
+    folder = out.parent if str(out.parent) else Path(".")
+    name = folder.resolve().name
+    remove_stale(folder.resolve().parent, f".{name}.partial-")
+    if not folder.is_dir():
+        return
+    for old in sorted(folder.glob(f".{name}.old-*")):
+        token = old.name.rsplit(".old-", 1)[1]
+        if not token.split("-")[0].isdigit() or pid_alive(int(token.split("-")[0])):
+            continue
+        new = folder / f".{name}.partial-{token}"
+        if (old / _MOVED).exists():
+            if new.is_dir():
+                _move_all(new, folder)  # phase two: finish bringing the new frames in
+        else:
+            (old / _MOVED).unlink(missing_ok=True)
+            _move_all(old, folder)  # phase one: put the old frames back
+        remove_path(new)
+        remove_path(old)
+    remove_stale(folder, f".{name}.partial-")
+
+
 def _token() -> str:
     return f"{os.getpid()}-{secrets.token_hex(4)}"
 
@@ -316,6 +356,7 @@ class FrameWriter:
         self._proc: subprocess.Popen | None = None
         self._tmp: Path | None = None
         self._stderr: list[bytes] = []
+        recover_output(self.output)
         if self.sequence:
             folder = self.output.parent if str(self.output.parent) else Path(".")
             base = folder.parent if not folder.exists() else folder
@@ -347,7 +388,9 @@ class FrameWriter:
             cmd += ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0"]
             suffix = self.output.suffix.lower()
             if audio_filter:
-                cmd += ["-filter:a", audio_filter, *_audio_args(suffix, None)]
+                # Slowed down, the audio outlasts the video (n frames give (m+1)(n-1)+1, not
+                # (m+1)n): end it with the video's last frame.
+                cmd += ["-filter:a", audio_filter, *_audio_args(suffix, None), "-shortest"]
                 self.audio = "stretched"
             else:
                 args = _audio_args(suffix, audio_codec)
@@ -411,16 +454,25 @@ class FrameWriter:
         return self.output
 
     def _commit_sequence(self) -> None:
+        """A new folder is one rename. Into an existing folder (which may hold other files)
+        frames move one by one, in two phases that `recover_output` can finish or undo after
+        a kill: the old frames go to `.F.old-TOKEN/` (then a `.moved` marker), then the new
+        ones come in. A kill in phase one puts the old frames back, in phase two completes
+        the new sequence; never a mix of the two."""
         folder = self.output.parent if str(self.output.parent) else Path(".")
         if not folder.exists():
             os.rename(self._tmp, folder)
             return
+        token = self._tmp.name.rsplit(".partial-", 1)[1]
+        old = folder / f".{folder.resolve().name}.old-{token}"
+        old.mkdir()
         # Frames of an older run with the same pattern would mix into the new sequence.
-        for old in existing_sequence_files(self.output):
-            old.unlink()
-        for f in sorted(self._tmp.iterdir()):
-            os.replace(f, folder / f.name)
+        for f in existing_sequence_files(self.output):
+            os.replace(f, old / f.name)
+        (old / _MOVED).touch()
+        _move_all(self._tmp, folder)
         self._tmp.rmdir()
+        shutil.rmtree(old, ignore_errors=True)
 
     def abort(self) -> None:
         """Stop ffmpeg and delete everything written so far (safe to call more than once)."""
