@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from vinterp.atomic import atomic_write
 from vinterp.config import ModelConfig, TrainConfig, from_dict, to_dict
 
 FORMAT = "vinterp-checkpoint"
@@ -33,23 +33,9 @@ class CheckpointError(Exception):
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write `state` (see module docstring) to `path` atomically: temp file, fsync, rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     full = {"format": FORMAT, "version": FORMAT_VERSION, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(full, f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates 0600; give the file the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as f:
+        torch.save(full, f)
     return path
 
 

@@ -9,47 +9,18 @@ the exact same batches.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-MANIFEST = "manifest.json"
+from data_prep.manifest import ManifestError, Window, read_manifest
 
 
 class DatasetError(Exception):
     """A prepared dataset that is missing or unusable; the message is one line."""
-
-
-@dataclass(frozen=True)
-class Window:
-    seq: str
-    start: int
-    step: int
-    split: str
-    weight: float = 1.0
-
-
-def load_manifest(root: str | Path) -> dict:
-    """Read and check `<root>/manifest.json`; raises `DatasetError` with what to do."""
-    root = Path(root)
-    path = root / MANIFEST
-    if not path.is_file():
-        raise DatasetError(
-            f"no prepared dataset at {root} (missing {MANIFEST}); run `vinterp prepare PATH` "
-            "first or pass --data"
-        )
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DatasetError(f"{path} is not readable JSON ({e}); rerun `vinterp prepare`") from None
-    if manifest.get("format") != "vinterp-prepared":
-        raise DatasetError(f"{path} is not a vinterp dataset manifest; rerun `vinterp prepare`")
-    return manifest
 
 
 class WindowDataset(Dataset):
@@ -65,19 +36,19 @@ class WindowDataset(Dataset):
                  flip: bool = False, reverse: bool = False, seed: int = 0,
                  teacher: bool = False):
         self.root = Path(root)
-        manifest = load_manifest(self.root)
-        stored = int(manifest.get("inbetweens", 5)) + 2
+        try:
+            manifest = read_manifest(self.root)
+        except ManifestError as e:
+            raise DatasetError(str(e)) from None
+        stored = manifest.inbetweens + 2
         if stored != window:
             raise DatasetError(
                 f"{self.root} holds {stored}-frame windows but the model needs {window}; "
                 f"prepare with --inbetweens {window - 2}"
             )
-        self.files = {s["name"]: self.root / s["file"] for s in manifest["sequences"]}
-        self.sizes = {s["name"]: (s["height"], s["width"]) for s in manifest["sequences"]}
-        self.windows = [
-            Window(w["seq"], w["start"], w["step"], w["split"], float(w.get("weight", 1.0)))
-            for w in manifest["windows"] if w["split"] == split
-        ]
+        self.files = {s.name: s.file for s in manifest.sequences.values()}
+        self.sizes = {s.name: (s.height, s.width) for s in manifest.sequences.values()}
+        self.windows: list[Window] = manifest.split(split)
         self.window, self.crop, self.flip, self.reverse = window, crop, flip, reverse
         self.seed, self.epoch, self.teacher = seed, 0, teacher
         self._arrays: dict[str, np.ndarray] = {}

@@ -15,7 +15,6 @@ image strips (`vinterp.report`), written under temporary names and renamed at th
 from __future__ import annotations
 
 import heapq
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.scenes import StreamCutDetector
-from vinterp.baselines import BASELINES, times
+from vinterp.atomic import write_text_atomic
+from vinterp.baselines import BASELINES
+from vinterp.blend import times
 from vinterp.eval_sources import (
     EvaluateError,
     WindowPlan,
@@ -355,18 +356,9 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> Evaluat
     js, html = report.to_json(result, cfg), report.render_html(result, cfg)
     html_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(json_path, js)
-    _write_atomic(html_path, html)
+    write_text_atomic(json_path, js)
+    write_text_atomic(html_path, html)
     log(report.format_table(result))
     log(f"report: {html_path}\njson: {json_path}")
     return result
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data_prep.scenes import CUT_THRESHOLD, frame_signature, signature_score
+from vinterp.blend import blend_frames
 from vinterp.inference import InferenceError, Interpolator
 from vinterp.video_io import (
     EncodeSettings,
@@ -236,11 +237,6 @@ class UpsampleSummary:
     notices: tuple[str, ...] = ()
 
 
-def _blend(a: np.ndarray, b: np.ndarray, m: int) -> list[np.ndarray]:
-    a32, b32 = a.astype(np.float32), b.astype(np.float32)
-    return [np.rint(a32 + (b32 - a32) * (k / (m + 1))).astype(np.uint8) for k in range(1, m + 1)]
-
-
 def upsample_file(
     input: str | os.PathLike,
     output: str | os.PathLike,
@@ -348,7 +344,7 @@ def upsample_file(
                 if kind == "model":
                     mids = list(next(made))
                 elif kind == "static":
-                    mids = _blend(a, b, m)
+                    mids = blend_frames(a, b, m)
                 elif kind == "cut":  # nearest endpoint in time; the midpoint keeps the earlier
                     mids = [a if 2 * k <= full else b for k in range(1, m + 1)]
                 else:
