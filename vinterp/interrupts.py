@@ -55,3 +55,36 @@ def signals_as_interrupts() -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+class _Held:
+    """SIGINT/SIGTERM handler for `interrupts_deferred`: remembers the first signal, raises on
+    the second (someone pressing Ctrl-C twice does not want to wait)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise Interrupted(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the block runs, then raise `Interrupted` for the first
+    one when it ends, so a unit of work that must not be cut in half (an optimizer step)
+    finishes first. A second signal raises at once, inside the block. Restores the previous
+    handlers; does nothing off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = _Held()
+    previous = {s: signal.signal(s, held) for s in HANDLED}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if held.signum is not None:
+        raise Interrupted(held.signum)
