@@ -7,6 +7,7 @@ Layout (a plain dict, every value a tensor, primitive, list or dict of those):
     optim_G, optim_D: optimizer state_dicts or None
     epoch: int (epochs completed)      step: int (optimizer steps completed)
     rng: dict of RNG states or None    extra: dict (free-form metadata, e.g. metrics)
+    preset: str or None (the `config.PRESETS` name the run started from; absent in older files)
 """
 
 from __future__ import annotations
