@@ -206,8 +206,10 @@ def test_time_based_autosave(dataset, tmp_path, monkeypatch):
 # --- signals ---------------------------------------------------------------------------------
 
 def _interrupt_mid_run(dataset: Path, out: Path, sig: int, extra: list[str]):
-    """Start `vinterp train` (no step limit in reach), wait until it has saved once, send
-    `sig`; returns (return code, stderr)."""
+    """Start `vinterp train` (no step limit in reach) in its own process group, wait until it
+    has saved once, send `sig`: SIGINT to the whole group, as a terminal's Ctrl-C reaches
+    DataLoader workers too; SIGTERM to the process, as `kill` does. Returns (return code,
+    stderr)."""
     cmd = [sys.executable, "-c", "from cli import main; main()", "train", "--data",
            str(dataset), "--out", str(out), *TINY_FLAGS, "--max-steps", "100000",
            "--val-every-steps", "2", *extra]
@@ -215,19 +217,23 @@ def _interrupt_mid_run(dataset: Path, out: Path, sig: int, extra: list[str]):
     # A background job of a non-interactive shell (as CI may be) inherits SIGINT ignored:
     # give the child a terminal's default so Ctrl-C is what it would be for a user.
     p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                         text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (out / "latest.pt").exists():  # the marker: the step-2 checkpoint
         assert p.poll() is None, p.communicate()[1][-2000:]
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.02)
-    p.send_signal(sig)
+    if sig == signal.SIGINT:
+        os.killpg(p.pid, sig)
+    else:
+        p.send_signal(sig)
     _, err = p.communicate(timeout=120)
     return p.returncode, err
 
 
 @pytest.mark.parametrize(("sig", "code", "extra"), [
-    (signal.SIGINT, 130, []),
+    (signal.SIGINT, 130, ["--num-workers", "1"]),  # a worker process gets the Ctrl-C too
     (signal.SIGTERM, 143, ["--lambda-gan", "1"]),  # with a discriminator to keep in step too
 ])
 def test_signal_mid_training_saves_and_resume_matches_an_uninterrupted_run(
@@ -251,15 +257,16 @@ def test_signal_mid_training_saves_and_resume_matches_an_uninterrupted_run(
     assert f"from step {stopped}" in r.stderr
     got = load_checkpoint(out / "latest.pt")
 
-    gan = {"lambda_gan": 1.0} if extra else {}
+    given = {"--lambda-gan": ("lambda_gan", float), "--num-workers": ("num_workers", int)}
+    fields = {given[k][0]: given[k][1](v) for k, v in zip(extra[::2], extra[1::2], strict=True)}
     model, cfg = preset_configs("default", TINY_MODEL, dict(
-        TINY_TRAIN, **gan, data=str(dataset), out=str(tmp_path / "full"),
-        val_every_steps=2, max_steps=stopped + 3))
+        TINY_TRAIN, data=str(dataset), out=str(tmp_path / "full"), val_every_steps=2,
+        max_steps=stopped + 3, **fields))
     want = load_checkpoint(train(model, cfg, progress=False).checkpoint)
     assert got["step"] == want["step"] == stopped + 3
     assert _same(got["generator"], want["generator"])
     assert _same(got["discriminator"], want["discriminator"])
-    if extra:  # D really trained: it moved off its initial weights
+    if cfg.lambda_gan:  # D really trained: it moved off its initial weights
         from vinterp.networks import build_discriminator, build_generator
 
         torch.manual_seed(cfg.seed)  # train() builds G, then D, right after seeding
