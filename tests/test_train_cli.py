@@ -104,6 +104,8 @@ def test_train_text_options_are_choices_and_options_are_grouped():
     (["--batch-size", "abc"], ["--batch-size", "integer"]),
     (["--no-such-option"], ["--no-such-option"]),
     (["--preset", "pix2pix", "--crop", "128"], ["--crop", "multiple of 256"]),
+    (["--head", "pixels"], ["--lambda-flow", "flow head", "give 0"]),
+    (["--n-out", "0"], ["--inbetweens", "at least 1"]),  # the old name still works
 ])
 def test_bad_values_give_one_line_and_exit_2(tmp_path, args, words):
     r = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "none"), "--out",

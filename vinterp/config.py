@@ -288,8 +288,8 @@ def check_pair(model: ModelConfig, train: TrainConfig) -> None:
                 else f"{model.netG} with the pixels head")
         raise ConfigError("crop", f"must be a multiple of {mult} for {what}", train.crop)
     if train.lambda_flow and model.head != "flow":
-        raise ConfigError("lambda_flow", f"needs the flow head, not {model.head}",
-                          train.lambda_flow)
+        raise ConfigError("lambda_flow", f"the flow teacher needs the flow head; give 0 with "
+                          f"the {model.head} head", train.lambda_flow)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
