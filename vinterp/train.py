@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -111,14 +112,15 @@ class Run:
     opt_D: torch.optim.Optimizer
     sched_G: torch.optim.lr_scheduler.LambdaLR
     sched_D: torch.optim.lr_scheduler.LambdaLR
-    G_train: torch.nn.Module = None  # DDP-wrapped under torchrun, else G itself
-    D_train: torch.nn.Module = None
-    gan: losses.GANLoss = None
-    scaler: torch.amp.GradScaler = None
+    # Set by `setup` once the networks hold their resumed weights:
+    G_train: torch.nn.Module | None = None  # DDP-wrapped under torchrun, else G itself
+    D_train: torch.nn.Module | None = None
+    gan: losses.GANLoss | None = None
+    scaler: torch.amp.GradScaler | None = None
     use_amp: bool = False
     amp_dtype: torch.dtype = torch.float16
     log: Log | None = None
-    bar: object = None  # a tqdm bar, when one is shown
+    bar: Any = None  # a tqdm bar, when one is shown
     epoch: int = 0
     step: int = 0
     step_in_epoch: int = 0
