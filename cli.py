@@ -360,8 +360,9 @@ def upsample(input, output, model, fps, factor, slowmo, stretch_audio, input_fps
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--model", "models", multiple=True, type=click.Path(),
               help="checkpoint to evaluate (repeatable; default: the bundled model if installed)")
-@click.option("--baselines", default="repeat,blend,dis,minterpolate", show_default=True,
-              help="comma-separated baselines to run beside the model(s); '' for none")
+@click.option("--baselines", default="repeat,blend,dis,stream,minterpolate", show_default=True,
+              help="comma-separated baselines to run beside the model(s) (repeat, blend, dis, "
+                   "stream, minterpolate); '' for none")
 @click.option("--inbetweens", "-m", type=int, default=None,
               help="in-betweens per window [default: a prepared dataset's, else the "
                    "model's, else 5]")

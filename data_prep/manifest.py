@@ -6,7 +6,8 @@ folders that hold one (`is_prepared`). Layout (JSON, one sequence / window per l
 
     format: "vinterp-prepared"   version: VERSION   config: the PrepareConfig used
     inbetweens: m (windows hold m + 2 frames)
-    sequences: [{name, source, split, fps, frames, height, width, file}]   file: frames/<name>.npy
+    sequences: [{name, source, split, fps, frames, height, width, file, cuts}]
+               file: frames/<name>.npy; cuts: frame c follows a scene cut (optional)
     windows:   [{seq, start, step, split, weight}]   frames start + k * step, k = 0 .. m + 1
     dropped: {reason: count}     summary: counts per split
 """
@@ -39,6 +40,7 @@ class Sequence:
     file: Path  # absolute (the manifest's folder joined with the stored relative path)
     fps: float = 0.0
     source: str = ""
+    cuts: tuple[int, ...] = ()  # scene cuts: cut c lies between frames c - 1 and c
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,8 @@ def read_manifest(root: str | Path) -> Manifest:
         seqs = {s["name"]: Sequence(
             name=s["name"], split=s["split"], frames=int(s["frames"]), height=int(s["height"]),
             width=int(s["width"]), file=root / s["file"], fps=float(s.get("fps", 0.0)),
-            source=str(s.get("source", ""))) for s in doc.get("sequences", [])}
+            source=str(s.get("source", "")), cuts=tuple(int(c) for c in s.get("cuts", ())))
+            for s in doc.get("sequences", [])}
         windows = tuple(Window(w["seq"], int(w["start"]), int(w.get("step", 1)), w["split"],
                                float(w.get("weight", 1.0))) for w in doc.get("windows", []))
         inbetweens = int(doc["inbetweens"])

@@ -292,7 +292,7 @@ class _Builder:
             self.sequences.append({
                 "name": name, "source": str(src.path), "split": split, "fps": float(fps),
                 "frames": p.frames, "height": p.height, "width": p.width,
-                "file": f"frames/{name}.npy",
+                "file": f"frames/{name}.npy", "cuts": list(p.cuts),
             })
             for s in plan.starts:
                 self.windows.append({"seq": name, "start": s, "step": self.cfg.frame_step,

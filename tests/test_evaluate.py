@@ -51,7 +51,7 @@ def test_motion_clip_video_and_folder(tmp_path):
     assert doc["format"] == "vinterp-evaluate"
     assert doc["inbetweens"] == 5 and doc["t"] == pytest.approx([k / 6 for k in range(1, 6)])
     assert doc["windows"] == 4  # 13 frames: windows 0-6 and 6-12 in each source
-    assert set(doc["methods"]) == {"repeat", "blend", "dis", "minterpolate"}
+    assert set(doc["methods"]) == {"repeat", "blend", "dis", "stream", "minterpolate"}
     for m in doc["methods"].values():
         assert len(m["psnr_t"]) == 5 and len(m["ssim_t"]) == 5
         assert m["frames"] == 20 and m["fps"] > 0
@@ -106,6 +106,15 @@ def test_inbetweens_step_and_max_windows(tmp_path):
     assert doc["inbetweens"] == 3 and doc["t"] == [0.25, 0.5, 0.75]
     assert doc["windows"] == 2
     assert doc["methods"]["blend"]["frames"] == 6
+    # The strip as a PNG: a label column, then 5 frames (at half size) per row; one row for
+    # the real frames and one per method.
+    pngs = sorted((out / "strips").glob("*.png"))
+    assert len(pngs) == 1 and pngs[0].name.startswith("sq.mp4-")
+    from data_prep.decode import read_image
+
+    img = read_image(pngs[0])
+    assert img.shape[0] == 3 * 32 + 2 * 2 and img.shape[1] == 190 + 5 * 48 + 4 * 2
+    assert not list((out / "strips").glob(".*"))  # no temporary files left
 
 
 def test_prepared_dataset_val_split(tmp_path):

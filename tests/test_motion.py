@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from synth import background, moving_square
-from vinterp.baselines import dis_interpolate
+from vinterp.baselines import dis_interpolate, stream_interpolate
 from vinterp.config import ModelConfig
-from vinterp.motion import corr_channels, cost_volume, dis_flows, prior_channels
+from vinterp.motion import corr_channels, cost_volume, flows_at, prior_channels, prior_flows
 from vinterp.networks import build_generator
 
 
@@ -47,8 +47,10 @@ def test_dis_flows_measure_a_translation_both_ways():
     a = background(96, 128, seed=3)
     b = np.roll(a, shift=(2, 5), axis=(0, 1))  # content moves 5 px right, 2 px down
     x = torch.from_numpy(np.stack([a, b])).permute(0, 3, 1, 2).reshape(1, 6, 96, 128)
-    flows = dis_flows(x.float() / 127.5 - 1)
+    flows, coef = prior_flows("dis", x.float() / 127.5 - 1)
     assert flows.shape == (1, 2, 2, 96, 128) and flows.dtype == torch.float32
+    per_t = flows_at(coef, torch.tensor([0.5]))
+    assert torch.allclose(per_t[0, 0, 0], -0.5 * flows[0, 0])  # linear: F_t0 = -t F01
     inner = flows[0, :, :, 16:-16, 16:-16].flatten(2).median(2).values  # (F01 | F10, dx dy)
     assert torch.allclose(inner, torch.tensor([[5.0, 2.0], [-5.0, -2.0]]), atol=0.25)
 
@@ -75,3 +77,86 @@ def test_untrained_flow_prior_model_is_the_dis_baseline():
 def test_unknown_flow_prior_is_refused():
     with pytest.raises(ValueError, match="unknown flow_prior 'raft'"):
         build_generator(ModelConfig(netG="unet_32", ngf=8, flow_prior="raft"))
+
+
+def _stream_input(frames: list[np.ndarray]) -> torch.Tensor:
+    h, w = frames[0].shape[:2]
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).reshape(1, 3 * len(frames), h, w)
+    return x.float() / 127.5 - 1
+
+
+def _as_frames(out: torch.Tensor) -> np.ndarray:
+    _, c, h, w = out.shape
+    return ((out.view(c // 3, 3, h, w).permute(0, 2, 3, 1) + 1) * 127.5).round().numpy()
+
+
+def test_untrained_stream_model_is_the_stream_baseline_and_beats_dis_on_acceleration():
+    """`flow_prior="stream"`: 4 frames in (I_-1, I_0, I_1, I_2), 5 out; the zero-initialised
+    model reproduces the `stream` baseline (quadratic motion from the neighbours), which on an
+    accelerating square puts it where it really is and `dis` (linear motion) does not."""
+    cfg = ModelConfig(n_in=4, netG="unet_32", ngf=8, flow_downscale=4, flow_gain=4,
+                      flow_prior="stream")
+    assert cfg.window == 7 and cfg.context == 2
+    G = build_generator(cfg).eval()
+    # A textured patch at x = 40 + 6t + 3t^2 for frames t = -1, 0, 1, 2 (x = 37, 40, 49, 64):
+    # constant acceleration, which linear motion between frames 0 and 1 gets wrong.
+    bg, patch = background(128, 192, seed=5), background(128, 192, seed=9)[:40, :40]
+
+    def frame(t: float) -> np.ndarray:
+        f, x0 = bg.copy(), int(round(40 + 6 * t + 3 * t * t))
+        f[44:84, x0:x0 + 40] = patch
+        return f
+
+    ins = [frame(-1), frame(0), frame(1), frame(2)]
+    with torch.no_grad():
+        got = _as_frames(G(_stream_input(ins)))
+    want = np.stack(stream_interpolate(ins[1], ins[2], 5, ins[0], ins[3])).astype(np.float64)
+    assert np.abs(got - want).max() <= 1.0
+    real = np.stack([frame(k / 6) for k in range(1, 6)]).astype(np.float64)
+    lin = np.stack(dis_interpolate(ins[1], ins[2], 5)).astype(np.float64)
+    assert np.abs(want - real).mean() < 0.85 * np.abs(lin - real).mean()
+
+
+def test_stream_model_without_neighbours_is_the_dis_model():
+    """A lone pair (neighbours given as copies of the endpoints) is plain 2:5 `dis`."""
+    cfg = ModelConfig(n_in=4, netG="unet_32", ngf=8, flow_downscale=4, flow_prior="stream")
+    a, b = moving_square(2, h=64, w=96, size=16, vx=9, x0=20, seed=5)
+    with torch.no_grad():
+        got = _as_frames(build_generator(cfg).eval()(_stream_input([a, a, b, b])))
+    want = np.stack(dis_interpolate(a, b, 5)).astype(np.float64)
+    assert np.abs(got - want).max() <= 1.0
+
+
+def test_stream_model_keeps_a_static_pair_unchanged():
+    f = background(64, 96, seed=2)
+    cfg = ModelConfig(n_in=4, netG="unet_32", ngf=8, flow_downscale=4, flow_prior="stream")
+    with torch.no_grad():
+        got = _as_frames(build_generator(cfg).eval()(_stream_input([f, f, f, f])))
+    assert np.abs(got - f[None].astype(np.float64)).max() <= 1.0
+
+
+def test_stream_prior_needs_four_inputs():
+    with pytest.raises(ValueError, match="needs n_in = 4"):
+        build_generator(ModelConfig(netG="unet_32", ngf=8, flow_prior="stream"))
+
+
+def test_gated_prior_model_cannot_change_a_static_region():
+    """With `prior_gate`, even a trained (here: random) backbone leaves regions that the prior
+    explains exactly as the prior makes them, and may act where it fails."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_in=4, netG="unet_32", ngf=8, flow_downscale=4, flow_prior="stream",
+                      prior_gate=True)
+    G = build_generator(cfg).eval()
+    for p in G.backbone.last.parameters():
+        torch.nn.init.normal_(p, 0.0, 0.5)  # stands in for a trained last layer
+    bg = background(64, 128, seed=2)
+    moving = [bg.copy() for _ in range(4)]
+    patch = background(64, 128, seed=8)[:16, :16]
+    for k, f in enumerate(moving):
+        f[24:40, 80 + 4 * k:96 + 4 * k] = patch  # only the right part moves
+    with torch.no_grad():
+        got = _as_frames(G(_stream_input(moving)))
+    want = np.stack(stream_interpolate(moving[1], moving[2], 5, moving[0], moving[3]))
+    diff = np.abs(got - want.astype(np.float64))
+    assert diff[:, :, :48].max() <= 1.0  # far from the motion: the prior's result
+    assert diff[:, :, 72:].max() > 5.0  # where it moves, the learned part acts

@@ -176,7 +176,8 @@ class ModelConfig:
     3*(n_in + n_out) channels, default 21.
     """
 
-    n_in: int = _opt(2, "model", "endpoints given to the generator", AtLeast(1), cli=False)
+    n_in: int = _opt(2, "model", "inputs given to the generator (the endpoints; 4 frames with "
+                     "the stream prior)", AtLeast(1), cli=False)
     n_out: int = _opt(5, "model", "in-betweens per window (the m of n:m); the dataset must be "
                       "prepared with the same --inbetweens", AtLeast(1), flag="--inbetweens")
     netG: str = _opt("unet_256", "model", "generator backbone", OneOf(generator_names))
@@ -203,10 +204,17 @@ class ModelConfig:
     corr_radius: int = _opt(0, "model", "flow head: cost-volume radius in backbone pixels "
                             "(0: off)", AtLeast(0))
     # Flow head only: "dis" seeds the flows with OpenCV DIS flow between the endpoints (a
-    # non-trainable input computed in the forward pass; see warp.FlowHead); "none" = off.
+    # non-trainable input computed in the forward pass; see warp.FlowHead); "stream" also
+    # takes the inputs before and after the pair (n_in = 4) for quadratic motion; "none" = off.
     flow_prior: str = _opt("none", "model", "flow head: classical flow the learned flows start "
-                           "from (dis: OpenCV DIS between the endpoints)",
+                           "from (dis: OpenCV DIS between the endpoints; stream: also the "
+                           "inputs before and after the pair, for quadratic motion)",
                            OneOf(flow_prior_names))
+    # Flow head with a prior only: scale the learned corrections, masks and residuals by a gate
+    # that is 0 where the prior's flows explain the endpoints (see warp.prior_gate), so the
+    # learned part cannot degrade static or well-estimated regions.
+    prior_gate: bool = _opt(False, "model", "flow head with a prior: the learned part acts "
+                            "only where the prior's flows fail to explain the endpoints")
     netD: str = _opt("patchgan", "model", "discriminator (patchgan: n-layers-D stride-2 convs)",
                      OneOf(discriminator_names))
     ndf: int = _opt(64, "model", "discriminator width (filters of its first layer)", AtLeast(1))
@@ -217,9 +225,16 @@ class ModelConfig:
         _validate(self)
 
     @property
+    def context(self) -> int:
+        """Inputs from outside the window: the frames before and after it for the "stream"
+        flow prior (its n_in = 4: I_-1, I_0, I_1, I_2), else none."""
+        return 2 if self.head == "flow" and self.flow_prior == "stream" else 0
+
+    @property
     def window(self) -> int:
-        """Frames in one training window: endpoints plus in-betweens (default 7)."""
-        return self.n_in + self.n_out
+        """Frames in one window, the clip the discriminator sees: the inputs that lie in it
+        (both endpoints for the flow head) plus the in-betweens (default 7)."""
+        return self.n_in - self.context + self.n_out
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,16 @@ class WindowDataset(Dataset):
     (endpoint 0, in-betweens, endpoint 1) stacked on channels; weight a float32 scalar.
     With `teacher=True` a third element holds `teacher_flows` of the (augmented) window.
     With `crop=None` frames keep their stored size and no augmentation is applied.
+    With `context=2` the clip also holds the neighbouring inputs, first and last: the frames
+    one window span before and after it (`(T+2)*3` channels: I_-1, window, I_2), as the
+    "stream" flow prior takes them; where the sequence ends or a scene cut lies between, the
+    neighbour is a copy of its endpoint, which the prior reads as "none". Teacher flows are
+    always of the window alone.
     """
 
     def __init__(self, root: str | Path, split: str, window: int, crop: int | None = None,
                  flip: bool = False, reverse: bool = False, seed: int = 0,
-                 teacher: bool = False):
+                 teacher: bool = False, context: int = 0):
         self.root = Path(root)
         try:
             manifest = read_manifest(self.root)
@@ -46,8 +51,12 @@ class WindowDataset(Dataset):
                 f"{self.root} holds {stored}-frame windows but the model needs {window}; "
                 f"prepare with --inbetweens {window - 2}"
             )
-        self.files = {s.name: s.file for s in manifest.sequences.values()}
-        self.sizes = {s.name: (s.height, s.width) for s in manifest.sequences.values()}
+        seqs = manifest.sequences.values()
+        self.files = {s.name: s.file for s in seqs}
+        self.sizes = {s.name: (s.height, s.width) for s in seqs}
+        self.lengths = {s.name: s.frames for s in seqs}
+        self.cuts = {s.name: s.cuts for s in seqs}
+        self.context = context
         self.windows: list[Window] = manifest.split(split)
         self.window, self.crop, self.flip, self.reverse = window, crop, flip, reverse
         self.seed, self.epoch, self.teacher = seed, 0, teacher
@@ -67,12 +76,28 @@ class WindowDataset(Dataset):
         self.epoch = epoch
 
     def frames(self, index: int) -> np.ndarray:
-        """The raw window, `(T, H, W, 3)` uint8 RGB (a view into the memory map)."""
+        """The raw window, `(T, H, W, 3)` uint8 RGB (T + 2 frames with context), copied from
+        the memory map."""
         w = self.windows[index]
         arr = self._arrays.get(w.seq)
         if arr is None:  # opened lazily so DataLoader workers each map their own file
             arr = self._arrays[w.seq] = np.load(self.files[w.seq], mmap_mode="r")
-        return arr[w.start : w.start + w.step * (self.window - 1) + 1 : w.step]
+        idx = [w.start + k * w.step for k in range(self.window)]
+        if self.context:
+            span = idx[-1] - idx[0]
+            idx = [self._neighbour(w.seq, idx[0], -span), *idx,
+                   self._neighbour(w.seq, idx[-1], span)]
+        return arr[idx]
+
+    def _neighbour(self, seq: str, end: int, offset: int) -> int:
+        """`end + offset`, the input one window span beyond an endpoint, or `end` itself
+        where the sequence stops or a scene cut lies between (cut c: between frames c - 1
+        and c)."""
+        other = end + offset
+        lo, hi = min(end, other), max(end, other)
+        if other < 0 or other >= self.lengths[seq] or any(lo < c <= hi for c in self.cuts[seq]):
+            return end
+        return other
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         clip = self.frames(index)
@@ -91,7 +116,8 @@ class WindowDataset(Dataset):
         t = t.permute(0, 3, 1, 2).reshape(-1, t.shape[1], t.shape[2]).float() / 127.5 - 1.0
         weight = torch.tensor(self.windows[index].weight, dtype=torch.float32)
         if self.teacher:
-            return t, weight, teacher_flows(clip)
+            inner = clip[1:-1] if self.context else clip
+            return t, weight, teacher_flows(inner)
         return t, weight
 
 

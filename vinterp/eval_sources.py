@@ -34,11 +34,16 @@ class EvaluateError(Exception):
 @dataclass(frozen=True)
 class Window:
     """One evaluation window: `frames` holds m + 2 `(H, W, 3)` uint8 RGB frames in time order
-    (endpoints first and last); `start` and `step` locate it in its source (frame indices)."""
+    (endpoints first and last); `start` and `step` locate it in its source (frame indices).
+    `prev` and `next` are the inputs one window span before and after it (frames
+    start - span and start + 2 span), which a method may use as a stream would give them; None
+    where the source ends or a scene cut lies between."""
 
     frames: list[np.ndarray]
     start: int
     step: int
+    prev: np.ndarray | None = None
+    next: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -96,36 +101,54 @@ def auto_stride(plan: WindowPlan, n_frames: int | None) -> int:
 def stream_windows(frames: Iterator[np.ndarray], plan: WindowPlan, source: Source,
                    cut: Callable[[np.ndarray, np.ndarray], bool] | None,
                    n_frames: int | None = None) -> Iterator[Window]:
-    """Windows from a stream of frames; windows with a scene cut between any two consecutive
-    source frames inside them are skipped (counted in `source.skipped`).
+    """Windows from a stream of frames, with their neighbouring inputs (see `Window`); windows
+    with a scene cut between any two consecutive source frames inside them are skipped
+    (counted in `source.skipped`).
 
-    Only frames that belong to a window are resized and checked; at most span + 1 are held.
+    Every frame is resized and checked for a cut (a neighbour must not lie across one); at
+    most 3 spans + 1 frames are held. A window is yielded once its next neighbour has arrived
+    or the stream has ended.
     """
     span, stride = plan.span, auto_stride(plan, n_frames)
-    held: deque = deque(maxlen=span + 1)  # (index, frame, cut between index - 1 and index)
+    held: deque = deque(maxlen=3 * span + 1)  # (index, frame, cut between index - 1 and index)
+    waiting: deque = deque()  # starts of complete windows, waiting for their next neighbour
     made = 0
     for i, raw in enumerate(frames):
-        if i - (i // stride) * stride > span:  # between windows
-            continue
         f = resize_short(raw, plan.size)
         if held and f.shape != held[-1][1].shape:
             raise EvaluateError(f"{source.path}: frame {i} is {f.shape[1]}x{f.shape[0]}, "
                                 f"earlier frames are {held[-1][1].shape[1]}x"
                                 f"{held[-1][1].shape[0]}; all frames must have one size")
-        is_cut = bool(cut(held[-1][1], f)) if cut and held and held[-1][0] == i - 1 else False
-        held.append((i, f, is_cut))
+        held.append((i, f, bool(cut(held[-1][1], f)) if cut and held else False))
         start = i - span
-        if start < 0 or start % stride:
-            continue
-        # `held` now covers start .. i exactly: every frame of this window is a member.
-        if any(c for _, _, c in list(held)[1:]):
-            source.skipped += 1
-            continue
-        yield Window(frames=[held[k * plan.step][1] for k in range(plan.m + 2)], start=start,
-                     step=plan.step)
+        if start >= 0 and start % stride == 0:
+            if _cut_between(held, start, start + span):
+                source.skipped += 1
+            else:
+                waiting.append(start)
+        while waiting and (waiting[0] + 2 * span <= i):
+            yield _window(held, waiting.popleft(), plan)
+            made += 1
+            if plan.max_windows and made >= plan.max_windows:
+                return
+    while waiting and not (plan.max_windows and made >= plan.max_windows):
+        yield _window(held, waiting.popleft(), plan)
         made += 1
-        if plan.max_windows and made >= plan.max_windows:
-            return
+
+
+def _cut_between(held: deque, lo: int, hi: int) -> bool:
+    """A scene cut between any two consecutive frames of lo .. hi (indices held)."""
+    return any(c for j, _, c in held if lo < j <= hi)
+
+
+def _window(held: deque, start: int, plan: WindowPlan) -> Window:
+    by_index = {j: f for j, f, _ in held}
+    span = plan.span
+    before, after = start - span, start + 2 * span
+    prev = by_index.get(before) if not _cut_between(held, before, start) else None
+    nxt = by_index.get(after) if not _cut_between(held, start + span, after) else None
+    return Window(frames=[by_index[start + k * plan.step] for k in range(plan.m + 2)],
+                  start=start, step=plan.step, prev=prev, next=nxt)
 
 
 def _video_source(path: Path, plan: WindowPlan, cut) -> Source:
@@ -209,7 +232,7 @@ def _prepared_windows(file: Path, wins: list[ManifestWindow], plan: WindowPlan):
                 raise EvaluateError(f"{file}: window at {start} needs frame {idx[-1]} but the "
                                     f"sequence has {len(arr)}; re-run `vinterp prepare`")
             yield Window(frames=[resize_short(np.asarray(arr[i]), plan.size) for i in idx],
-                         start=start, step=step)
+                         start=start, step=step)  # no neighbours: cuts are not stored here
 
     return windows
 

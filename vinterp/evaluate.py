@@ -8,8 +8,9 @@ in-between frames made per second of the method's own wall time (decoding and sc
 excluded). Methods: the models given (or the bundled default) and the baselines of
 `vinterp.baselines`.
 
-Outputs: a terminal table (through `log`), a JSON file and a self-contained HTML report with
-image strips (`vinterp.report`), written under temporary names and renamed at the end.
+Outputs: a terminal table (through `log`), a JSON file, a self-contained HTML report with
+image strips (`vinterp.report`) and the same windows as PNGs in `strips/` beside it
+(`vinterp.figures`), all written under temporary names and renamed at the end.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.scenes import StreamCutDetector
+from vinterp import figures
 from vinterp.atomic import write_text_atomic
 from vinterp.baselines import BASELINES
 from vinterp.blend import times
@@ -54,7 +56,7 @@ class EvaluateConfig:
     inputs: tuple[str, ...]
     out: str = "evaluation"
     models: tuple[str, ...] = ()
-    baselines: tuple[str, ...] = ("repeat", "blend", "dis", "minterpolate")
+    baselines: tuple[str, ...] = ("repeat", "blend", "dis", "stream", "minterpolate")
     inbetweens: int | None = None
     frame_step: int = 1
     stride: int | None = None
@@ -131,7 +133,7 @@ class EvaluateResult:
 class _Method:
     name: str
     kind: str
-    run: Callable[[np.ndarray, np.ndarray, int], list[np.ndarray]]
+    run: Callable[..., list[np.ndarray]]  # (a, b, m, prev, nxt) as in vinterp.baselines
     m: int | None = None  # in-betweens a model makes per pair (baselines make any number)
 
 
@@ -165,8 +167,9 @@ def _model_methods(cfg: EvaluateConfig, notes: list[str]) -> list[_Method]:
 
 
 def _model_call(name: str, interp):
-    def run(a: np.ndarray, b: np.ndarray, m: int) -> list[np.ndarray]:
-        out = list(interp.interpolate_pair(a, b))
+    def run(a: np.ndarray, b: np.ndarray, m: int, prev: np.ndarray | None = None,
+            nxt: np.ndarray | None = None) -> list[np.ndarray]:
+        out = list(interp.interpolate_pair(a, b, prev, nxt))
         if len(out) != m:
             raise EvaluateError(f"model {name} makes {len(out)} in-betweens per pair but the "
                                 f"windows have {m}; pass --inbetweens {len(out)}")
@@ -303,7 +306,7 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> Evaluat
             preds, psnrs = {}, {}
             for x in methods:
                 t0 = time.perf_counter()
-                pred = x.run(a, b, m)
+                pred = x.run(a, b, m, win.prev, win.next)
                 seconds[x.name] += time.perf_counter() - t0
                 _check_pred(x.name, pred, a, m)
                 p, s = _score(pred, real)
@@ -358,7 +361,11 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> Evaluat
     json_path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(json_path, js)
     write_text_atomic(html_path, html)
+    strips = [figures.write_strip(html_path.parent / "strips" / f"{s.source}-{s.start:06d}.png",
+                                  s, [x.name for x in methods]) for s in samples]
     log(report.format_table(result))
     log(f"report: {html_path}\njson: {json_path}")
+    if strips:
+        log(f"strips: {len(strips)} PNG(s) in {strips[0].parent}")
     return result
 

@@ -2,8 +2,9 @@
 a pair. `upsample_file`, which streams a whole video through it, lives in `vinterp.upsample`
 and is importable from here too (see docs/upsample.md).
 
-Frames are (H, W, 3) uint8 RGB numpy arrays; the network sees `(B, 6, H, W)` float32 in
-[-1, 1] and returns `(B, 3*m, H, W)` in [-1, 1] (m = `ModelConfig.n_out`).
+Frames are (H, W, 3) uint8 RGB numpy arrays; the network sees `(B, 3*n_in, H, W)` float32 in
+[-1, 1] (the two endpoints; with the "stream" flow prior also the inputs before and after
+them) and returns `(B, 3*m, H, W)` in [-1, 1] (m = `ModelConfig.n_out`).
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ def _pick_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 
 def check_upsampling_model(cfg: ModelConfig, source: str = "the model") -> None:
-    """Refuse a model that cannot make in-betweens of a frame pair (n_in must be 2)."""
-    if cfg.n_in != 2:
+    """Refuse a model that cannot make in-betweens of a frame pair: two endpoints in, plus
+    the neighbouring inputs for a "stream" prior model (n_in = 2 + `context`)."""
+    if cfg.n_in - cfg.context != 2:
         raise CheckpointError(f"{source} is a {cfg.n_in}:{cfg.n_out} model; upsampling needs a "
                               f"2:m model (two endpoint frames in)")
     if cfg.n_out < 1:
@@ -113,6 +115,7 @@ class Interpolator:
                 raise CheckpointError(f"{checkpoint}: generator weights do not match its model "
                                       f"config ({first})") from None
         self.config: ModelConfig = cfg
+        self.context: int = cfg.context  # 2: the model also reads the inputs around a pair
         self.m: int = cfg.n_out
         self.factor: int = cfg.n_out + 1
         self.multiple: int = generator_multiple(cfg)
@@ -127,19 +130,31 @@ class Interpolator:
         """Wrap a generator already in memory (e.g. straight after training)."""
         return cls(None, _generator=generator, _config=config, **kw)
 
-    def interpolate_pair(self, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
+    def interpolate_pair(self, a: np.ndarray, b: np.ndarray, prev: np.ndarray | None = None,
+                         nxt: np.ndarray | None = None) -> list[np.ndarray]:
         """The m in-betweens of (H, W, 3) uint8 RGB frames `a` -> `b`, in time order, each
-        (H, W, 3) uint8 RGB (frame k at time k/(m+1) between them)."""
-        return list(self.interpolate_batch(a[None], b[None])[0])
+        (H, W, 3) uint8 RGB (frame k at time k/(m+1) between them). `prev` and `nxt` are the
+        input frames before `a` and after `b` (None: none, or a scene cut between); a model
+        with the "stream" prior uses them for quadratic motion, others ignore them."""
+        p = None if prev is None else prev[None]
+        n = None if nxt is None else nxt[None]
+        return list(self.interpolate_batch(a[None], b[None], p, n)[0])
 
-    def interpolate_batch(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def interpolate_batch(self, a: np.ndarray, b: np.ndarray, prev: np.ndarray | None = None,
+                          nxt: np.ndarray | None = None) -> np.ndarray:
         """In-betweens of a batch of pairs: `a`, `b` (B, H, W, 3) uint8 -> (B, m, H, W, 3)
-        uint8."""
+        uint8. `prev`, `nxt`: (B, H, W, 3) uint8 neighbours or None; a pair without one is
+        given its endpoint in that slot (see `motion.prior_flows`)."""
         if a.shape != b.shape or a.ndim != 4 or a.shape[-1] != 3:
             raise ValueError(f"expected two (B, H, W, 3) uint8 batches, got {a.shape}, {b.shape}")
+        frames = [a, b]
+        if self.context:
+            frames = [a if prev is None else prev, a, b, b if nxt is None else nxt]
+            if frames[0].shape != a.shape or frames[3].shape != a.shape:
+                raise ValueError("neighbouring frames must have the endpoints' shape")
         with torch.inference_mode():
-            x = torch.from_numpy(np.concatenate([a, b], axis=-1)).to(self.device)
-            x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)  # (B, 6, H, W) in [-1, 1]
+            x = torch.from_numpy(np.concatenate(frames, axis=-1)).to(self.device)
+            x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)  # (B, 3n, H, W) in [-1, 1]
             y = self._run(x)  # (B, 3m, H, W) in [-1, 1]
             bsz, _, h, w = y.shape
             y = y.view(bsz, self.m, 3, h, w).permute(0, 1, 3, 4, 2)
@@ -153,7 +168,7 @@ class Interpolator:
             return self.generator(x).float()
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 6, H, W) -> (B, 3m, H, W): pad to the network's multiple (replicated edges, as in
+        """(B, 3n, H, W) -> (B, 3m, H, W): pad to the network's multiple (replicated edges, as in
         training), whole or in overlapping tiles, and crop back."""
         _, _, h, w = x.shape
         hp, wp = _round_up(h, self.multiple), _round_up(w, self.multiple)

@@ -58,50 +58,155 @@ def cost_volume(a: torch.Tensor, b: torch.Tensor, radius: int,
 
 
 # ---------------------------------------------------------------------------------------------
-# Classical flow prior
+# Classical flow priors
 
-PRIORS = ("none", "dis")
+# Frames the generator takes for each prior (`ModelConfig.n_in`): "stream" also sees the input
+# before the first endpoint and the one after the second, for quadratic motion.
+PRIOR_INPUTS = {"none": 2, "dis": 2, "stream": 4}
+PRIORS = tuple(PRIOR_INPUTS)
 
 
 def prior_channels(prior: str, n_out: int) -> int:
     """Extra backbone input channels for `prior` (see `warp._prior_cues`): the two endpoint
     flows (4), the two brightness-constancy errors of warping each endpoint onto the other
     with them (6), and both endpoints warped to each of the `n_out` times (6 n_out)."""
-    if prior not in PRIORS:
+    if prior not in PRIOR_INPUTS:
         raise ValueError(f"unknown flow_prior {prior!r}; choose one of {', '.join(PRIORS)}")
     return 0 if prior == "none" else 10 + 6 * n_out
 
 
-def dis_flow_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """OpenCV DIS (medium preset) both ways between two `(H, W, 3)` uint8 RGB frames.
-
-    Returns `(F01, F10)`, each `(H, W, 2)` float32 pixels (dx, dy) with `a(p) ~ b(p + F01(p))`
-    and `b(p) ~ a(p + F10(p))`. The one definition shared by the `dis` baseline and the
-    generator's flow prior, so an untrained prior model reproduces that baseline.
-    """
+def dis_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """OpenCV DIS (medium preset) from `a` to `b`, two `(H, W, 3)` uint8 RGB frames: `(H, W, 2)`
+    float32 pixels (dx, dy) with `a(p) ~ b(p + F(p))`."""
     import cv2
 
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    g0 = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
-    g1 = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
-    return dis.calc(g0, g1, None), dis.calc(g1, g0, None)
+    return dis.calc(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY),
+                    None)
+
+
+def dis_flow_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(F01, F10)`: `dis_flow` both ways between two `(H, W, 3)` uint8 RGB frames. The one
+    definition shared by the `dis` and `stream` baselines and the generator's flow priors, so
+    an untrained prior model reproduces its baseline."""
+    return dis_flow(a, b), dis_flow(b, a)
+
+
+class FlowCache:
+    """The last few DIS flows, keyed by the two frames' bytes.
+
+    In a stream, pair i's flow to the frame before (F_0,-1) is pair i-1's F10 and its flow to
+    the frame after (F_12) is pair i+1's F01, so with this cache the stream prior costs two DIS
+    calls per pair, as the `dis` prior does; results are identical to recomputing them. Flows
+    not in the cache are computed on `workers` threads at once (OpenCV releases the GIL).
+    """
+
+    def __init__(self, size: int = 8, workers: int = 2) -> None:
+        self.size, self.workers = size, workers
+        self._flows: dict[tuple, np.ndarray] = {}
+        self._pool = None
+
+    def flows(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """`dis_flow(a, b)` for each `(a, b)` of `pairs`, from the cache where it can."""
+        keys = [(a.shape, hash(a.tobytes()), hash(b.tobytes())) for a, b in pairs]
+        todo = {k: p for k, p in zip(keys, pairs, strict=True) if k not in self._flows}
+        if len(todo) > 1 and self.workers > 1:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="dis")
+            done = dict(zip(todo, self._pool.map(lambda p: dis_flow(*p), todo.values()),
+                            strict=True))
+        else:
+            done = {k: dis_flow(*p) for k, p in todo.items()}
+        out = []
+        for k in keys:
+            f = done[k] if k in done else self._flows.pop(k)
+            self._flows.pop(k, None)
+            self._flows[k] = f  # most recent last
+            out.append(f)
+        while len(self._flows) > self.size:
+            del self._flows[next(iter(self._flows))]
+        return out
+
+    def __getstate__(self) -> dict:  # a thread pool does not pickle; a copy starts without
+        return {"size": self.size, "workers": self.workers, "_flows": {}, "_pool": None}
+
+
+def to_uint8_frames(x: torch.Tensor) -> np.ndarray:
+    """`(B, 3k, H, W)` float in [-1, 1] -> `(B, k, H, W, 3)` uint8 RGB on the CPU, quantised as
+    decoded video frames are (so a model fed decoded frames sees its baseline's flows)."""
+    b, c, h, w = x.shape
+    u8 = ((x.detach().float() + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+    return u8.view(b, c // 3, 3, h, w).permute(0, 1, 3, 4, 2).cpu().numpy()
+
+
+def displacement(f_fwd: torch.Tensor, f_back: torch.Tensor | None, t: torch.Tensor
+                 ) -> torch.Tensor:
+    """Where a frame's pixels are at times `t` (in units of the gap to the next frame),
+    relative to where they start.
+
+    f_fwd: `(2, H, W)` flow to the next frame; f_back: `(2, H, W)` flow to the previous frame,
+    or None (none, or across a scene cut): linear motion. t: `(m,)`. Returns `(m, 2, H, W)`:
+    quadratic, constant-acceleration motion as in QVI (Xu et al. 2019),
+    `((F_fwd + F_back)/2) t^2 + ((F_fwd - F_back)/2) t`, which is F_fwd at t = 1 and F_back
+    at t = -1; or linear `t F_fwd`.
+    """
+    tt = t.view(-1, 1, 1, 1).to(f_fwd.dtype)
+    if f_back is None:
+        return tt * f_fwd
+    return (tt * tt) * (0.5 * (f_fwd + f_back)) + tt * (0.5 * (f_fwd - f_back))
+
+
+def motion_coefficients(f_fwd: torch.Tensor, f_back: torch.Tensor | None) -> torch.Tensor:
+    """`displacement` as coefficients `(2, 2, H, W)` = [acceleration term, velocity term], so
+    that D(t) = c[0] t^2 + c[1] t can be resampled (8 channels per pair) before it is
+    evaluated at every t (4m channels)."""
+    if f_back is None:
+        return torch.stack([torch.zeros_like(f_fwd), f_fwd])
+    return torch.stack([0.5 * (f_fwd + f_back), 0.5 * (f_fwd - f_back)])
+
+
+def flows_at(coef: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The prior's flows from each in-between back to the endpoints, read in place.
+
+    coef: `(B, 2, 2, 2, H, W)` [endpoint, (acceleration, velocity), (dx, dy)] from
+    `prior_flows`; t: `(m,)`. Returns `(B, 2, m, 2, H, W)`: F_t->0 = -D0(t) and
+    F_t->1 = -D1(1 - t).
+    """
+    tau = torch.stack([t, 1 - t]).to(coef.dtype).view(1, 2, -1, 1, 1, 1)  # (1, 2, m, 1, 1, 1)
+    acc, vel = coef[:, :, :1], coef[:, :, 1:2]  # (B, 2, 1, 2, H, W)
+    return -(acc * tau * tau + vel * tau)
 
 
 @torch.no_grad()
-def dis_flows(x: torch.Tensor) -> torch.Tensor:
-    """DIS flows between the endpoints of a batch, as a non-trainable input of the generator.
+def prior_flows(prior: str, x: torch.Tensor, cache: FlowCache | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classical flows for the generator (non-trainable inputs, computed on the CPU).
 
-    x: `(B, 6, H, W)` float in [-1, 1] (I_0 then I_1; any device). The frames are quantised to
-    uint8 as video frames are, so a model fed decoded frames sees exactly the flows the `dis`
-    baseline computes. Returns `(B, 2, 2, H, W)` float32 pixels on x's device:
-    `[:, 0]` = F01, `[:, 1]` = F10 (see `dis_flow_pair`). Runs on the CPU (about 20 ms per
-    640x360 pair on one core).
+    x: `(B, 3 n_in, H, W)` float in [-1, 1]: I_0, I_1 for "dis"; I_-1, I_0, I_1, I_2 for
+    "stream", where a neighbour given as an exact copy of its endpoint means "none" (the
+    first or last pair of a clip, a scene cut) and that side falls back to linear motion.
+    Returns `(pair, coef)` on x's device, float32 pixels: pair `(B, 2, 2, H, W)` = F01, F10
+    (DIS between the endpoints); coef `(B, 2, 2, 2, H, W)` the `motion_coefficients` of each
+    endpoint's motion (linear for "dis", the `dis` baseline; quadratic where neighbours exist
+    for "stream", the `stream` baseline); `flows_at(coef, t)` gives the flows at each t.
     """
-    b, _, h, w = x.shape
-    u8 = ((x.detach().float() + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
-    u8 = u8.view(b, 2, 3, h, w).permute(0, 1, 3, 4, 2).cpu().numpy()
-    out = np.empty((b, 2, h, w, 2), np.float32)
-    for i in range(b):
-        out[i, 0], out[i, 1] = dis_flow_pair(np.ascontiguousarray(u8[i, 0]),
-                                             np.ascontiguousarray(u8[i, 1]))
-    return torch.from_numpy(out).permute(0, 1, 4, 2, 3).to(x.device)
+    frames = [[np.ascontiguousarray(g) for g in f] for f in to_uint8_frames(x)]
+    first = 1 if prior == "stream" else 0
+    cache = cache or FlowCache()
+    wanted = []  # per sample: (F01, F10, F0-1 or None, F12 or None) as frame pairs
+    for f in frames:
+        a, b = f[first], f[first + 1]
+        has_back = prior == "stream" and not np.array_equal(f[0], a)
+        has_fwd = prior == "stream" and not np.array_equal(f[3], b)
+        wanted.append([(a, b), (b, a), (a, f[0]) if has_back else None,
+                       (b, f[3]) if has_fwd else None])
+    flat = [p for w in wanted for p in w if p is not None]
+    got = iter(torch.from_numpy(g).permute(2, 0, 1) for g in cache.flows(flat))
+    pair, coef = [], []
+    for w in wanted:
+        f01, f10, back, fwd = (None if p is None else next(got) for p in w)
+        pair.append(torch.stack([f01, f10]))
+        coef.append(torch.stack([motion_coefficients(f01, back), motion_coefficients(f10, fwd)]))
+    return torch.stack(pair).to(x.device), torch.stack(coef).to(x.device)

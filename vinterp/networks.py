@@ -10,12 +10,13 @@ pixels head and the reference settings the parameter count is the reference one:
 - ResNet `resnet_{6,9}blocks`: 7x7 conv, two stride-2 convs, residual blocks, two transposed
   convs, 7x7 conv.
 - PatchGAN `patchgan`: `n_layers_D` stride-2 4x4 convs then two stride-1 ones; 70x70 receptive
-  field for n_layers_D = 3. It sees the whole clip in temporal order (3*(n_in+n_out) channels).
+  field for n_layers_D = 3. It sees the whole window in temporal order
+  (3 * `ModelConfig.window` channels: 21 for 2:5).
 
 Heads (`ModelConfig.head`):
 - `pixels`: the backbone writes the 3*n_out output channels directly, through tanh.
 - `flow`: the backbone outputs flows, masks and residuals; `warp.FlowHead` warps the
-  endpoints. Needs n_in == 2.
+  endpoints. Needs n_in == 2 (4 with the "stream" flow prior: the neighbouring inputs too).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from vinterp.config import ModelConfig
-from vinterp.motion import corr_channels, prior_channels
+from vinterp.motion import PRIOR_INPUTS, corr_channels, prior_channels
 from vinterp.warp import FlowHead, backward_warp, head_channels
 
 UNET_DEPTHS = {"unet_32": 5, "unet_64": 6, "unet_128": 7, "unet_256": 8}
@@ -274,9 +275,10 @@ def _check(cfg: ModelConfig) -> None:
         raise ValueError(f"unknown head {cfg.head!r}; choose one of {', '.join(HEADS)}")
     if cfg.n_in < 1 or cfg.n_out < 1:
         raise ValueError(f"n_in and n_out must be >= 1, got {cfg.n_in}:{cfg.n_out}")
-    if cfg.head == "flow" and cfg.n_in != 2:
-        raise ValueError(f"the flow head warps two endpoints; it needs n_in = 2, got {cfg.n_in}"
-                         " (use head=pixels for other n_in)")
+    if cfg.head == "flow" and cfg.n_in != PRIOR_INPUTS.get(cfg.flow_prior, 2):
+        need = PRIOR_INPUTS.get(cfg.flow_prior, 2)
+        raise ValueError(f"the flow head with flow_prior {cfg.flow_prior!r} needs n_in = {need}, "
+                         f"got {cfg.n_in} (use head=pixels for other n_in)")
     if cfg.flow_downscale < 1:
         raise ValueError(f"flow_downscale must be >= 1, got {cfg.flow_downscale}")
     norm_layer(cfg.norm)
@@ -314,11 +316,11 @@ def build_generator(cfg: ModelConfig) -> nn.Module:
     nn.init.zeros_(backbone.last.bias)
     return FlowHead(backbone, cfg.n_out, cfg.flow_downscale, param, cfg.flow_gain,
                     cfg.corr_radius, backbone_multiple=_backbone_multiple(cfg),
-                    prior=cfg.flow_prior)
+                    prior=cfg.flow_prior, gated=cfg.prior_gate)
 
 
 def build_discriminator(cfg: ModelConfig) -> nn.Module:
-    """forward(clip: `(B, 3*(n_in+n_out), H, W)` float32 in [-1, 1], frames in temporal order)
+    """forward(clip: `(B, 3*window, H, W)` float32 in [-1, 1], frames in temporal order)
     -> logits `(B, 1, h, w)`."""
     if cfg.netD not in DISCRIMINATORS:
         raise ValueError(f"unknown netD {cfg.netD!r}; choose one of {', '.join(DISCRIMINATORS)}")

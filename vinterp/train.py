@@ -23,6 +23,7 @@ import json
 import os
 import random
 import shlex
+import signal
 import sys
 import time
 import warnings
@@ -58,6 +59,7 @@ from vinterp.interrupts import (
     signals_as_interrupts,
 )
 from vinterp.metrics import psnr, ssim
+from vinterp.motion import PRIOR_INPUTS
 from vinterp.networks import build_discriminator, build_generator, generator_multiple
 
 CHECKPOINT_NAME = "latest.pt"
@@ -194,14 +196,25 @@ def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
     return x, h, w
 
 
-def split_clip(clip: torch.Tensor, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(B, 3*(n_out+2), H, W)` -> endpoints `(B, 6, H, W)`, in-betweens `(B, 3*n_out, H, W)`."""
-    return torch.cat([clip[:, :3], clip[:, -3:]], 1), clip[:, 3:-3]
+def split_clip(clip: torch.Tensor, n_out: int, context: int = 0
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A dataset clip -> (generator input, in-betweens `(B, 3*n_out, H, W)`).
+
+    context 0: clip `(B, 3*(n_out+2), H, W)` = I_0, in-betweens, I_1; input `(B, 6, H, W)`.
+    context 2: clip `(B, 3*(n_out+4), H, W)` = I_-1, I_0, in-betweens, I_1, I_2 (see
+    `WindowDataset`); input `(B, 12, H, W)` = I_-1, I_0, I_1, I_2.
+    """
+    c = 3 * (context // 2)
+    inner = clip[:, c:clip.shape[1] - c]
+    ends = torch.cat([clip[:, :c + 3], clip[:, clip.shape[1] - c - 3:]], 1)
+    return ends, inner[:, 3:-3]
 
 
-def join_clip(ends: torch.Tensor, mid: torch.Tensor) -> torch.Tensor:
-    """Inverse of `split_clip`: the whole clip in temporal order."""
-    return torch.cat([ends[:, :3], mid, ends[:, 3:]], 1)
+def join_clip(ends: torch.Tensor, mid: torch.Tensor, context: int = 0) -> torch.Tensor:
+    """The window the discriminator sees, `(B, 3*(n_out+2), H, W)`: I_0, `mid`, I_1, with the
+    endpoints taken from a `split_clip` input."""
+    c = 3 * (context // 2)
+    return torch.cat([ends[:, c:c + 3], mid, ends[:, c + 3:c + 6]], 1)
 
 
 @dataclass(frozen=True)
@@ -248,18 +261,20 @@ def validate(G: torch.nn.Module, ds: WindowDataset, model_cfg: ModelConfig, devi
     for i in tqdm(list(dict.fromkeys(idx.tolist())), desc="validate", unit="window",
                   leave=False, disable=not progress, dynamic_ncols=True):
         clip = ds[i][0].unsqueeze(0).to(device)
-        ends, real = split_clip(clip, model_cfg.n_out)
+        ends, real = split_clip(clip, model_cfg.n_out, model_cfg.context)
+        window = join_clip(ends, real, model_cfg.context)
         padded, h, w = _pad_to(ends, mult)
         fake = G(padded)[..., :h, :w].clamp(-1, 1)
-        blend = blend_stack(ends, model_cfg.n_out)
+        # The blend of the window's own endpoints (with context, `ends` holds 4 inputs).
+        blend = blend_stack(torch.cat([window[:, :3], window[:, -3:]], 1), model_cfg.n_out)
         sums["psnr"] += psnr(_to01(fake), _to01(real)).mean().item()
         sums["ssim"] += ssim(_to01(fake), _to01(real)).mean().item()
         sums["blend_psnr"] += psnr(_to01(blend), _to01(real)).mean().item()
         sums["blend_ssim"] += ssim(_to01(blend), _to01(real)).mean().item()
         count += 1
         if strip is None:
-            real_row = torch.cat(list(_to01(clip)), 2)
-            fake_row = torch.cat(list(_to01(join_clip(ends, fake))), 2)
+            real_row = torch.cat(list(_to01(window)), 2)
+            fake_row = torch.cat(list(_to01(join_clip(ends, fake, model_cfg.context))), 2)
             strip = torch.cat([real_row, fake_row], 1).cpu()
     G.train(was_training)
     return {k: v / count for k, v in sums.items()}, strip
@@ -388,8 +403,9 @@ def _open_data(model_cfg: ModelConfig, cfg: TrainConfig,
                world: int) -> tuple[WindowDataset, WindowDataset]:
     try:
         train_ds = WindowDataset(cfg.data, "train", model_cfg.window, cfg.crop, cfg.flip,
-                                 cfg.reverse, cfg.seed, teacher=losses.needs(cfg, "flows"))
-        val_ds = WindowDataset(cfg.data, "val", model_cfg.window)
+                                 cfg.reverse, cfg.seed, teacher=losses.needs(cfg, "flows"),
+                                 context=model_cfg.context)
+        val_ds = WindowDataset(cfg.data, "val", model_cfg.window, context=model_cfg.context)
     except DatasetError as e:
         raise TrainError(str(e)) from None
     if len(train_ds) < cfg.batch_size * world:
@@ -499,19 +515,23 @@ def _generator_step(run: Run, x: losses.LossInputs) -> dict[str, float]:
 
 
 def train_step(run: Run, batch: list[torch.Tensor]) -> dict[str, float]:
-    """One optimizer step on `batch` = (clips `(B, 3T, H, W)`, weights `(B,)`[, teacher flows
-    `(B, m, 2, 3, H, W)`]); advances the step counters. Returns the loss terms."""
+    """One optimizer step on `batch` = (clips `(B, 3T, H, W)` (T + 2 frames with the stream
+    prior's context), weights `(B,)`[, teacher flows `(B, m, 2, 3, H, W)`]); advances the step
+    counters. Returns the loss terms."""
     dev = run.device
     clip, weight = batch[0].to(dev, non_blocking=True), batch[1].to(dev)
     teacher = batch[2].to(dev) if len(batch) > 2 else None
-    ends, real = split_clip(clip, run.model_cfg.n_out)
+    context = run.model_cfg.context
+    ends, real = split_clip(clip, run.model_cfg.n_out, context)
     use_flows, use_gan = losses.needs(run.cfg, "flows"), losses.needs(run.cfg, "discriminator")
     with _autocast(run):
         fake, aux = run.G_train(ends, return_aux=True) if use_flows else (run.G_train(ends), None)
-    fake_clip = join_clip(ends, fake)
+    fake_clip = join_clip(ends, fake, context)
     # With lambda_gan 0 (an L1-only model) D is neither trained nor run: it would only cost
     # time. It stays in the checkpoint, untouched, so configs stay comparable.
-    parts = {"D": _discriminator_step(run, clip, fake_clip)} if use_gan else {}
+    parts = {}
+    if use_gan:
+        parts["D"] = _discriminator_step(run, join_clip(ends, real, context), fake_clip)
     inputs = losses.LossInputs(fake=fake.float(), real=real, ends=ends, weight=weight,
                                fake_clip=fake_clip, generator=run.G,
                                discriminator=run.D if use_gan else None, gan=run.gan, aux=aux,
@@ -590,6 +610,13 @@ def _report_step(run: Run, parts: dict[str, float]) -> None:
                   f"{left} steps (validation and saving extra)")
 
 
+def _worker_init(worker_id: int) -> None:
+    # A terminal's Ctrl-C reaches the whole process group. The main process handles it (it
+    # saves, then shuts the workers down in order); a worker that died of it mid-batch would
+    # only add tracebacks from its feeder threads.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _loader(run: Run) -> DataLoader:
     run.train_ds.set_epoch(run.epoch)
     run.sampler.set_epoch(run.epoch, skip=run.step_in_epoch * run.cfg.batch_size)
@@ -598,7 +625,7 @@ def _loader(run: Run) -> DataLoader:
     return DataLoader(run.train_ds, batch_size=run.cfg.batch_size, sampler=run.sampler,
                       drop_last=True, generator=torch.Generator().manual_seed(run.epoch),
                       num_workers=run.cfg.num_workers, pin_memory=run.device.type == "cuda",
-                      persistent_workers=False)
+                      persistent_workers=False, worker_init_fn=_worker_init)
 
 
 def _run_epoch(run: Run) -> None:
@@ -711,6 +738,16 @@ def _split_options(options: dict) -> tuple[dict, dict]:
     return model, {k: v for k, v in options.items() if k not in model_fields}
 
 
+def _with_inputs(preset: str, model_opts: dict) -> dict:
+    """`model_opts` with n_in set from the flow prior the run ends up with (the "stream"
+    prior takes 4 inputs), unless the preset fixes n_in itself."""
+    base = PRESETS[preset].model if preset in PRESETS else {}
+    merged = {**base, **model_opts}
+    if merged.get("head", "flow") != "flow" or "n_in" in merged:
+        return model_opts
+    return {**model_opts, "n_in": PRIOR_INPUTS.get(merged.get("flow_prior", "none"), 2)}
+
+
 def resolve_resume(path: str | Path, overrides: dict) -> tuple[ModelConfig, TrainConfig, str]:
     """Configs for `--resume`: the checkpoint's own, with the given TrainConfig fields replaced
     (for example a longer schedule), and its preset name. The model config always comes from
@@ -734,7 +771,7 @@ def run_from_options(options: dict, resume: str | None = None, overwrite: bool =
     if resume is not None:
         out = Path(train_opts.get("out", TrainConfig.out))
         path = Path(resume) if resume else out / CHECKPOINT_NAME
-        if model_opts or preset is not None:
+        if model_opts or preset is not None:  # (n_in is never given: it follows the prior)
             drop = "preset" if preset is not None else next(iter(model_opts))
             raise TrainError(f"--resume takes the model config from {path}; drop "
                              f"--{drop.replace('_', '-')}")
@@ -744,7 +781,7 @@ def run_from_options(options: dict, resume: str | None = None, overwrite: bool =
         model_cfg, cfg, preset = resolve_resume(path, train_opts)
     else:
         preset = preset or DEFAULT_PRESET
-        model_cfg, cfg = preset_configs(preset, model_opts, train_opts)
+        model_cfg, cfg = preset_configs(preset, _with_inputs(preset, model_opts), train_opts)
         path = None
         existing = Path(cfg.out) / CHECKPOINT_NAME
         if existing.exists() and not overwrite:

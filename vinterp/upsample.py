@@ -338,9 +338,15 @@ def upsample_file(
 
         def flush(pending: list) -> None:
             todo = [p for p in pending if p[0] == "model"]
-            made = iter(interp.interpolate_batch(np.stack([p[1] for p in todo]),
-                                                 np.stack([p[2] for p in todo]))) if todo else None
-            for kind, a, b, lo in pending:
+            made = None
+            if todo:
+                a, b = np.stack([p[1] for p in todo]), np.stack([p[2] for p in todo])
+                # A missing neighbour is given as its endpoint (the model reads that as none).
+                before = np.stack([p[1] if p[4] is None else p[4] for p in todo])
+                after = np.stack([p[2] if p[5] is None else p[5] for p in todo])
+                made = iter(interp.interpolate_batch(a, b, before, after) if interp.context
+                            else interp.interpolate_batch(a, b))
+            for kind, a, b, lo, _, _ in pending:
                 if kind == "model":
                     mids = list(next(made))
                 elif kind == "static":
@@ -361,7 +367,9 @@ def upsample_file(
 
         sig_prev = frame_signature(first) if scene_cuts else None
         emit(first, 0)
-        prev, pending = first, []
+        # Each pair waits for the next input, its neighbour after (the "stream" prior reads the
+        # inputs on both sides of a pair): [kind, a, b, lo, before, after].
+        prev, pending, waiting, before = first, [], None, None
         for i, cur in enumerate(prefetch, start=1):
             if cur.shape != first.shape:
                 raise VideoIOError(f"{input}: frame {i} is {cur.shape[1]}x{cur.shape[0]}, the "
@@ -377,10 +385,16 @@ def upsample_file(
                 kind = "cut"
             else:
                 kind = "model"
-            pending.append((kind, prev, cur, lo))
-            if len(pending) >= batch:
-                flush(pending)
+            if waiting is not None:
+                waiting[5] = None if kind == "cut" else cur
+                pending.append(tuple(waiting))
+                if len(pending) >= batch:
+                    flush(pending)
+            waiting = [kind, prev, cur, lo, before, None]
+            before = None if kind == "cut" else prev
             prev, sig_prev = cur, sig
+        if waiting is not None:
+            pending.append(tuple(waiting))
         flush(pending)
         sink.finish()
         writer.commit()

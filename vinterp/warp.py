@@ -16,7 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vinterp.motion import cost_volume, dis_flows, prior_channels
+from vinterp.motion import (
+    PRIOR_INPUTS,
+    FlowCache,
+    cost_volume,
+    flows_at,
+    prior_channels,
+    prior_flows,
+)
 
 # The residual only has to fix what warping cannot (new content, lighting); keeping it small
 # stops the head from falling back to painting pixels, which is what the pixels head does.
@@ -129,12 +136,17 @@ class FlowHead(nn.Module):
     (Adding V_est to the flows directly was measured worse than the blend on the held-out
     clips, so it is an input cue only and the untrained model stays exactly the blend.)
     With `prior="dis"` the flows are instead seeded by classical DIS flow between the
-    endpoints (`motion.dis_flows`, F01 and F10 at full resolution, not trainable):
+    endpoints (`motion.prior_flows`, at full resolution, not trainable):
     F_t->0 += -t F01, F_t->1 += -(1 - t) F10, the linear-motion approximation of the `dis`
-    baseline. The backbone also sees both flows, the errors of warping each endpoint onto
-    the other with them (where the prior is wrong) and the endpoints warped to every t
-    (`_prior_cues`), and learns corrections, occlusion masks and residuals; the untrained
-    model then reproduces the `dis` baseline instead of the blend.
+    baseline. With `prior="stream"` the input is four frames, `(B, 12, H, W)` = I_-1, I_0,
+    I_1, I_2 (the inputs before and after the pair; a neighbour that is an exact copy of its
+    endpoint means there is none), and the seed is quadratic motion from them (the `stream`
+    baseline). The backbone still sees only the two endpoints, plus both DIS flows, the
+    errors of warping each endpoint onto the other with them (where the prior is wrong) and
+    the endpoints warped to every t by the prior (`_prior_cues`), and learns corrections,
+    occlusion masks and residuals; the untrained model reproduces the prior's baseline.
+    With `gated`, everything the backbone outputs is scaled by `prior_gate`: zero where the
+    prior's flows explain the endpoints, so there the output stays the prior's exactly.
     Flow channels are multiplied by `flow_gain` (in backbone pixels): with a zero-initialised
     last layer and Adam's bounded steps, a raw output grows by ~0.01 per step, so motions of
     tens of pixels would take thousands of steps to reach without a gain.
@@ -145,7 +157,7 @@ class FlowHead(nn.Module):
 
     def __init__(self, backbone: nn.Module, n_out: int, downscale: int = 1,
                  param: str = "shared", flow_gain: float = 1.0, corr_radius: int = 0,
-                 backbone_multiple: int = 1, prior: str = "none") -> None:
+                 backbone_multiple: int = 1, prior: str = "none", gated: bool = False) -> None:
         super().__init__()
         if downscale < 1:
             raise ValueError(f"flow_downscale must be >= 1, got {downscale}")
@@ -158,6 +170,10 @@ class FlowHead(nn.Module):
         self.backbone_multiple = int(backbone_multiple)
         prior_channels(prior, n_out)  # validates the name
         self.prior = prior
+        self.n_in = PRIOR_INPUTS[prior]
+        self.gated = bool(gated) and prior != "none"
+        # Reused DIS flows between consecutive calls on a stream (see motion.FlowCache).
+        self.flow_cache = FlowCache()
         self.out_channels = head_channels(n_out, param)
         t = torch.arange(1, n_out + 1, dtype=torch.float32) / (n_out + 1)
         # Not saved in checkpoints: fully determined by n_out.
@@ -197,13 +213,19 @@ class FlowHead(nn.Module):
 
     def _run(self, x: torch.Tensor, aux: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         b, c, h, w = x.shape
-        if c != 6:
-            raise ValueError(f"the flow head takes 2 endpoint frames (6 channels), got {c}")
+        if c != 3 * self.n_in:
+            raise ValueError(f"the flow head with prior {self.prior!r} takes {self.n_in} frames "
+                             f"({3 * self.n_in} channels), got {c}")
         s, m = self.downscale, self.n_out
         if h % s or w % s:
             raise ValueError(f"flow head input is {h}x{w}; height and width must be multiples "
                              f"of flow_downscale={s}")
         x = x.float()
+        prior = None
+        if self.prior != "none":  # pair (B, 2, 2, H, W), coef (B, 2, 2, 2, H, W) pixels
+            prior = prior_flows(self.prior, x, self.flow_cache)
+        if self.n_in == 4:
+            x = x[:, 3:9]  # the endpoints; the neighbours only shape the prior's motion
         small = x
         if s > 1:
             small = F.interpolate(x, size=(h // s, w // s), mode="bilinear",
@@ -211,23 +233,25 @@ class FlowHead(nn.Module):
         inp = small
         if self.corr_radius > 0:
             inp = torch.cat([small, *cost_volume(small[:, :3], small[:, 3:], self.corr_radius)], 1)
-        prior = dis_flows(x) if self.prior == "dis" else None  # (B, 2, 2, H, W) pixels
+        gate = None
         if prior is not None:
-            inp = torch.cat([inp, _prior_cues(small, prior, s, self.t)], 1)
+            cues = _prior_cues(small, *prior, s, self.t)
+            gate = prior_gate(cues[:, 4:10]) if self.gated else None
+            inp = torch.cat([inp, cues], 1)
         # The backbone wants multiples of its own 2**depth; padding here, at 1/s resolution,
         # costs far less than padding full frames (640x360 would otherwise become 768x512).
         hs, ws, bm = h // s, w // s, self.backbone_multiple
         ph, pw = (-hs) % bm, (-ws) % bm
         if ph or pw:
             inp = F.pad(inp, (0, pw, 0, ph), mode="replicate")
-        fields = self._fields(self.backbone(inp).float()[..., :hs, :ws])
+        raw = self.backbone(inp).float()[..., :hs, :ws]
+        fields = self._fields(raw if gate is None else raw * gate)
         if s > 1:
             fields = F.interpolate(fields, size=(h, w), mode="bilinear", align_corners=False)
         flows = fields[:, :4 * m].view(b, 2, m, 2, h, w)  # backbone pixels
         if prior is not None:
             # The prior is in full-resolution pixels; `_grid` scales everything by s.
-            coef = torch.stack([-self.t, self.t - 1]).view(1, 2, m, 1, 1, 1) / s
-            flows = flows + coef * prior.unsqueeze(2)
+            flows = flows + flows_at(prior[1], self.t) / s
         mask = fields[:, 4 * m:5 * m].unsqueeze(2)
         residual = fields[:, 5 * m:].view(b, m, 3, h, w)
 
@@ -245,29 +269,49 @@ class FlowHead(nn.Module):
                         "mask": mask, "residual": residual, "warped0": w0, "warped1": w1}
 
 
-def _prior_cues(small: torch.Tensor, prior: torch.Tensor, s: int, t: torch.Tensor
-                ) -> torch.Tensor:
+# The learned part only acts where the prior's flows fail to explain the endpoints: its
+# outputs are scaled by clamp(e / GATE_ERROR, 0, 1), e the prior's brightness-constancy error
+# (mean abs RGB, [0, 1] units, dilated by GATE_DILATE backbone pixels). Static and
+# well-estimated regions keep the classical result exactly (learned sub-pixel corrections
+# measured worse there: they blur).
+GATE_ERROR = 0.05
+GATE_DILATE = 2
+
+
+def prior_gate(errors: torch.Tensor) -> torch.Tensor:
+    """errors: `(B, 6, h, w)` the two warp errors of `_prior_cues` (inputs in [-1, 1]) ->
+    gate `(B, 1, h, w)` in [0, 1]."""
+    e = errors.abs().view(errors.shape[0], 2, 3, *errors.shape[-2:]).mean(2).amax(1, True) / 2
+    k = 2 * GATE_DILATE + 1
+    e = F.max_pool2d(e, k, 1, GATE_DILATE)
+    return (e / GATE_ERROR).clamp_(0, 1)
+
+
+def _prior_cues(small: torch.Tensor, pair: torch.Tensor, coef: torch.Tensor, s: int,
+                t: torch.Tensor) -> torch.Tensor:
     """Backbone inputs from the prior flows, `(B, 10 + 6m, h, w)`:
     [F01, F10 in backbone pixels times PRIOR_INPUT_SCALE (4) | I_1 warped onto I_0 by F01
     minus I_0 (3) | I_0 warped onto I_1 by F10 minus I_1 (3) | for each t, I_0 and I_1 warped
-    to time t by the prior's linear-motion flows (6m)].
+    to time t by the prior's flows (6m)].
 
     The errors show where the prior flow fails; the candidates show the backbone the frames it
     is choosing between, so it can place masks and corrections where they disagree.
-    small: `(B, 6, h, w)` the downscaled endpoints; prior: `(B, 2, 2, H, W)` full-res pixels;
-    t: `(m,)` the in-between times.
+    small: `(B, 6, h, w)` the downscaled endpoints; pair: `(B, 2, 2, H, W)` F01, F10 and
+    coef: `(B, 2, 2, 2, H, W)` the prior's motion (`motion.prior_flows`), full-resolution
+    pixels; t: `(m,)` the in-between times.
     """
     b, _, hs, ws = small.shape
-    flows = prior.reshape(b, 4, *prior.shape[-2:])
+    flows = torch.cat([pair.reshape(b, 4, *pair.shape[-2:]),
+                       coef.reshape(b, 8, *coef.shape[-2:])], 1)
     if flows.shape[-2:] != (hs, ws):
         flows = F.interpolate(flows, size=(hs, ws), mode="bilinear", align_corners=False,
                               antialias=True) / s
-    flows = flows.view(b, 2, 2, hs, ws)
+    pair, coef = flows[:, :4].view(b, 2, 2, hs, ws), flows[:, 4:].view(b, 2, 2, 2, hs, ws)
+    per_t = flows_at(coef, t)  # (B, 2, m, 2, h, w)
+    m = per_t.shape[2]
     i0, i1 = small[:, :3], small[:, 3:]
-    err0 = backward_warp(i1, flows[:, 0]) - i0
-    err1 = backward_warp(i0, flows[:, 1]) - i1
-    m = t.shape[0]
-    cand0 = warp_many(i0, -t.view(1, m, 1, 1, 1) * flows[:, :1])
-    cand1 = warp_many(i1, (t - 1).view(1, m, 1, 1, 1) * flows[:, 1:])
-    return torch.cat([flows.reshape(b, 4, hs, ws) * PRIOR_INPUT_SCALE, err0, err1,
+    err0 = backward_warp(i1, pair[:, 0]) - i0
+    err1 = backward_warp(i0, pair[:, 1]) - i1
+    cand0, cand1 = warp_many(i0, per_t[:, 0]), warp_many(i1, per_t[:, 1])
+    return torch.cat([pair.reshape(b, 4, hs, ws) * PRIOR_INPUT_SCALE, err0, err1,
                       cand0.reshape(b, 3 * m, hs, ws), cand1.reshape(b, 3 * m, hs, ws)], 1)

@@ -1,0 +1,149 @@
+"""The neighbouring inputs reach a "stream" prior model on every path: evaluation windows,
+training windows and `vinterp upsample`, with none at clip ends and across scene cuts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli import main
+from synth import background, write_frames, write_prepared
+from vinterp.baselines import stream_interpolate
+from vinterp.checkpoint import model_state, save_checkpoint
+from vinterp.config import ModelConfig
+from vinterp.dataset import WindowDataset
+from vinterp.eval_sources import Source, WindowPlan, stream_windows
+from vinterp.networks import build_generator
+from vinterp.train import join_clip, split_clip
+
+STREAM = ModelConfig(n_in=4, netG="unet_32", ngf=8, flow_downscale=4, flow_prior="stream")
+
+
+def numbered(n: int, h: int = 8, w: int = 8) -> list[np.ndarray]:
+    return [np.full((h, w, 3), i, np.uint8) for i in range(n)]
+
+
+def accelerating(n: int, h: int = 64, w: int = 200) -> list[np.ndarray]:
+    """A textured patch at x = 20 + 2k + 0.25k^2 in frame k, on a still textured background."""
+    bg, patch = background(h, w, seed=5), background(h, w, seed=9)[:24, :24]
+    out = []
+    for k in range(n):
+        f, x0 = bg.copy(), int(round(20 + 2 * k + 0.25 * k * k))
+        f[20:44, x0:x0 + 24] = patch
+        out.append(f)
+    return out
+
+
+def test_evaluation_windows_carry_their_neighbours():
+    plan = WindowPlan(m=2, step=1, stride=3)  # span 3: windows 0-3, 3-6, 6-9, 9-12
+    src = Source("s", "s", "video", windows=lambda: iter(()))
+    wins = list(stream_windows(iter(numbered(13)), plan, src, cut=None))
+    assert [w.start for w in wins] == [0, 3, 6, 9]
+    assert [int(w.frames[0][0, 0, 0]) for w in wins] == [0, 3, 6, 9]
+    prev = [None if w.prev is None else int(w.prev[0, 0, 0]) for w in wins]
+    nxt = [None if w.next is None else int(w.next[0, 0, 0]) for w in wins]
+    assert prev == [None, 0, 3, 6] and nxt == [6, 9, 12, None]
+
+
+def test_evaluation_neighbours_stop_at_a_scene_cut():
+    plan = WindowPlan(m=2, step=1, stride=3)
+    src = Source("s", "s", "video", windows=lambda: iter(()))
+    # A cut between frames 7 and 8: window 6-9 is skipped, 3-6 loses its next neighbour (9)
+    # and 9-12 its previous one (6).
+    cut = lambda a, b: int(a[0, 0, 0]) == 7  # noqa: E731
+    wins = list(stream_windows(iter(numbered(16)), plan, src, cut=cut))
+    assert [w.start for w in wins] == [0, 3, 9, 12] and src.skipped == 1
+    assert wins[1].next is None and wins[2].prev is None
+    assert int(wins[0].next[0, 0, 0]) == 6 and int(wins[3].prev[0, 0, 0]) == 9
+
+
+def test_training_windows_carry_neighbours_or_endpoint_copies(tmp_path):
+    root = write_prepared(tmp_path / "p", {"a": (numbered(20), "train")}, inbetweens=2,
+                          stride=3)
+    ds = WindowDataset(root, "train", window=4, context=2)
+    idx = {w.start: i for i, w in enumerate(ds.windows)}
+    assert [int(f[0, 0, 0]) for f in ds.frames(idx[3])] == [0, 3, 4, 5, 6, 9]
+    assert [int(f[0, 0, 0]) for f in ds.frames(idx[0])] == [0, 0, 1, 2, 3, 6]  # none before
+    assert [int(f[0, 0, 0]) for f in ds.frames(idx[15])] == [12, 15, 16, 17, 18, 18]
+    # The generator input is I_-1, I_0, I_1, I_2; the discriminator's window I_0 .. I_1.
+    clip = ds[idx[3]][0][None]
+    ends, real = split_clip(clip, 2, context=2)
+    level = lambda x: [round((float(v) + 1) * 127.5) for v in x[0, ::3, 0, 0]]  # noqa: E731
+    assert level(ends) == [0, 3, 6, 9] and level(real) == [4, 5]
+    assert level(join_clip(ends, real, context=2)) == [3, 4, 5, 6]
+
+
+def test_training_neighbours_stop_at_a_stored_scene_cut(tmp_path):
+    import json
+
+    root = write_prepared(tmp_path / "p", {"a": (numbered(20), "train")}, inbetweens=2,
+                          stride=3)
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["sequences"][0]["cuts"] = [8]  # between frames 7 and 8
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    ds = WindowDataset(root, "train", window=4, context=2)
+    idx = {w.start: i for i, w in enumerate(ds.windows)}
+    assert [int(f[0, 0, 0]) for f in ds.frames(idx[3])] == [0, 3, 4, 5, 6, 6]
+    assert [int(f[0, 0, 0]) for f in ds.frames(idx[9])] == [9, 9, 10, 11, 12, 15]
+
+
+@pytest.fixture(scope="module")
+def stream_model(tmp_path_factory) -> str:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("m") / "stream.pt"
+    return str(save_checkpoint(path, model_state(STREAM, build_generator(STREAM).state_dict())))
+
+
+def test_upsample_gives_a_stream_model_the_neighbours_of_every_pair(tmp_path, stream_model):
+    """Through the CLI, with real files: the untrained stream model's in-betweens are the
+    `stream` baseline's with each pair's true neighbours (none for the first and last pair)."""
+    frames = accelerating(6)
+    src = write_frames(tmp_path / "in", frames)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["upsample", str(src), "-o", str(out / "%04d.png"),
+                                    "--model", stream_model, "--no-scene-detect", "--quiet"])
+    assert res.exit_code == 0, res.output
+    from data_prep.decode import list_frame_files, read_image
+
+    got = [read_image(p) for p in list_frame_files(out)]
+    assert len(got) == 6 * 5 + 1
+    for i in range(5):
+        prev = frames[i - 1] if i > 0 else None
+        nxt = frames[i + 2] if i + 2 < 6 else None
+        want = stream_interpolate(frames[i], frames[i + 1], 5, prev, nxt)
+        for k in range(5):
+            diff = np.abs(got[6 * i + 1 + k].astype(int) - want[k].astype(int))
+            assert diff.max() <= 1, (i, k, diff.max())
+
+
+def test_evaluate_scores_the_stream_model_as_its_baseline(tmp_path, stream_model):
+    import json
+
+    src = write_frames(tmp_path / "in", accelerating(20))
+    res = CliRunner().invoke(main, ["evaluate", str(src), "--model", stream_model,
+                                    "--baselines", "dis,stream", "--size", "0",
+                                    "--out", str(tmp_path / "ev")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "ev" / "evaluate.json").read_text())
+    psnr = {k: v["psnr"] for k, v in doc["methods"].items()}
+    assert abs(psnr[Path(stream_model).stem] - psnr["stream"]) < 0.1
+    assert abs(psnr["stream"] - psnr["dis"]) > 0.01  # the neighbours were used
+
+
+def test_flow_cache_computes_each_flow_once(monkeypatch):
+    from vinterp import motion
+
+    calls = []
+    real = motion.dis_flow
+    monkeypatch.setattr(motion, "dis_flow", lambda a, b: calls.append(1) or real(a, b))
+    f = accelerating(4)
+    cache = motion.FlowCache(size=4)
+    first = cache.flows([(f[0], f[1]), (f[1], f[0]), (f[1], f[2])])
+    again = cache.flows([(f[1], f[2]), (f[0], f[1])])
+    assert len(calls) == 3
+    assert np.array_equal(again[0], first[2]) and np.array_equal(again[1], first[0])
+    assert np.array_equal(first[0], real(f[0], f[1]))
