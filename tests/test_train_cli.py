@@ -289,3 +289,13 @@ def test_interrupt_before_training_starts_saves_nothing(dataset, tmp_path, monke
     assert r.exit_code == 130
     assert r.stderr.strip() == ("interrupted (SIGINT): training had not started; nothing was "
                                 "saved")
+
+
+def test_the_stream_prior_sets_the_generator_inputs(dataset, tmp_path):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--data", str(dataset), "--out", str(out),
+                                  *TINY_FLAGS, "--flow-prior", "stream", "--max-steps", "1",
+                                  "--quiet"])
+    assert r.exit_code == 0, r.output
+    state = load_checkpoint(out / "latest.pt")
+    assert (state["model_config"].flow_prior, state["model_config"].n_in) == ("stream", 4)
