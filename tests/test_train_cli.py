@@ -122,7 +122,9 @@ def test_resume_without_a_checkpoint_says_why(tmp_path):
     r = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "run"), "--resume"])
     assert r.exit_code == 2 and "no run has saved there yet" in r.stderr
     r = CliRunner().invoke(main, ["train", "--resume", "--preset", "pix2pix"])
-    assert r.exit_code == 2 and "drop --preset" in r.stderr
+    assert r.exit_code == 2 and "--preset pix2pix: --resume takes" in r.stderr
+    r = CliRunner().invoke(main, ["train", "--resume", "--inbetweens", "3"])
+    assert r.exit_code == 2 and r.stderr.startswith("error: --inbetweens 3: --resume takes")
 
 
 # --- the default preset ----------------------------------------------------------------------

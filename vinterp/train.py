@@ -46,6 +46,7 @@ from vinterp.checkpoint import CheckpointError, load_checkpoint, model_state, sa
 from vinterp.config import (
     DEFAULT_PRESET,
     PRESETS,
+    ConfigError,
     ModelConfig,
     TrainConfig,
     check_pair,
@@ -638,8 +639,8 @@ def _run_epoch(run: Run) -> None:
     for batch in _loader(run):
         # A signal during the step is held until the step is complete, so the checkpoint
         # written on interrupt is a state an uninterrupted run also passes through.
-        run.stepping = True
         with interrupts_deferred():
+            run.stepping = True
             parts = train_step(run, batch)
             run.stepping = False
         run.step_seconds.append(time.perf_counter() - t)
@@ -772,9 +773,10 @@ def run_from_options(options: dict, resume: str | None = None, overwrite: bool =
         out = Path(train_opts.get("out", TrainConfig.out))
         path = Path(resume) if resume else out / CHECKPOINT_NAME
         if model_opts or preset is not None:  # (n_in is never given: it follows the prior)
-            drop = "preset" if preset is not None else next(iter(model_opts))
-            raise TrainError(f"--resume takes the model config from {path}; drop "
-                             f"--{drop.replace('_', '-')}")
+            drop, value = (("preset", preset) if preset is not None
+                           else next(iter(model_opts.items())))
+            raise ConfigError(drop, f"--resume takes the model config from {path}; drop this "
+                              "option", value)
         if not path.is_file() and not resume:
             raise TrainError(f"no checkpoint to resume at {path}: no run has saved there yet "
                              "(start one with `vinterp train`, or pass --out or --resume PATH)")
