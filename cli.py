@@ -93,72 +93,175 @@ def prepare(paths, out, inbetweens, frame_step, stride, size, val_fraction, val_
 
 
 # --- train -----------------------------------------------------------------------------------
-# Options are generated from the config dataclasses so defaults live in one place.
+# Options are generated from the config dataclasses' fields (their metadata holds each option's
+# group, help text and constraint), so defaults, help and validation live in vinterp/config.py.
 
-_TRAIN_HELP = {
-    "data": "prepared dataset folder (from `vinterp prepare`)",
-    "out": "run folder: latest.pt, metrics.jsonl, strips/",
-    "crop": "square training crop, same for every frame of a window",
-    "n_epochs": "epochs at the initial learning rate",
-    "n_epochs_decay": "epochs of linear learning-rate decay to zero",
-    "max_steps": "stop after this many optimizer steps in all (0: run the whole schedule)",
-    "gan_mode": "vanilla (BCE with logits) or lsgan",
-    "lambda_l1": "weight of the L1 term (pix2pix: 100)",
-    "lambda_census": "weight of the census (ternary) loss",
-    "lambda_lap": "weight of the Laplacian-pyramid L1 loss",
-    "lambda_reverse": "weight of the time-reversal consistency loss",
-    "lambda_flow": "flow head: weight of the L1 to DIS flows of the real in-betweens "
-                   "(privileged teacher)",
-    "reverse": "random temporal reversal of windows (augmentation)",
-    "device": "auto, cpu, cuda, cuda:N or mps",
-    "amp": "mixed precision (CUDA only)",
-    "num_workers": "DataLoader worker processes",
-    "val_windows": "validation windows scored per epoch (0: all)",
-    "n_out": "in-betweens per window (the m of n:m)",
-    "netG": "unet_32|unet_64|unet_128|unet_256|resnet_6blocks|resnet_9blocks",
-    "head": "flow (warp the endpoints) or pixels (write pixels directly)",
-    "flow_downscale": "flow head: run the backbone at 1/k resolution",
-}
+_GROUPS = ("recipe", "data", "model", "losses", "schedule", "runtime")
 
 
-def _config_options(cls, skip=()):
+class _Names(click.ParamType):
+    """A name from a registry, shown as `[a|b|c]` in --help. The registry is read when help
+    is shown (the builder registries import torch); values are checked by the configs, whose
+    one-line errors name the option and the allowed names."""
+
+    name = "name"
+
+    def __init__(self, names) -> None:
+        self.names = names
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "[" + "|".join(self.names()) + "]"
+
+    def convert(self, value, param, ctx):
+        return value
+
+
+class _GroupedOption(click.Option):
+    def __init__(self, *args, group: str = "runtime", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.group = group
+
+
+class _OneLineUsageError(click.UsageError):
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class _TrainCommand(click.Command):
+    """Options in sections (recipe, data, model, ...) and usage errors as one line."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as e:
+            raise _OneLineUsageError(e.format_message(), e.ctx) from None
+
+    def format_options(self, ctx, formatter) -> None:
+        sections: dict[str, list] = {}
+        for p in self.get_params(ctx):
+            record = p.get_help_record(ctx)
+            if record:
+                sections.setdefault(getattr(p, "group", "other"), []).append(record)
+        for group in (*_GROUPS, "other"):
+            if group in sections:
+                with formatter.section(f"{group.capitalize()} options"):
+                    formatter.write_dl(sections[group])
+
+
+def _preset_defaults(name: str, section: str, fallback) -> str:
+    """'[default: X]' from the default preset, plus where other presets differ."""
+    from vinterp.config import DEFAULT_PRESET, PRESETS
+
+    values = {p: getattr(preset, section).get(name, fallback) for p, preset in PRESETS.items()}
+    default = values.pop(DEFAULT_PRESET)
+    others = [f"{p}: {v}" for p, v in values.items() if v != default]
+    return "[" + "; ".join([f"default: {default}", *others]) + "]"
+
+
+def _flag(fld) -> str:
+    return fld.metadata.get("flag") or "--" + fld.name.replace("_", "-")
+
+
+def _option_for(fld, section: str):
+    """The click option of one config field (default None: given options are the non-None)."""
+    from vinterp.config import OneOf
+
+    flag, check = _flag(fld), fld.metadata.get("check")
+    kind = type(fld.default)
+    if kind is bool:
+        decls, kw = [f"{flag}/--no-{flag[2:]}", fld.name], {}
+    else:
+        kind = _Names(check.names) if isinstance(check, OneOf) else kind
+        decls, kw = [flag, fld.name], {"type": kind}
+    help_text = f"{fld.metadata['help']} {_preset_defaults(fld.name, section, fld.default)}"
+    return click.option(*decls, cls=_GroupedOption, group=fld.metadata["group"], default=None,
+                        help=help_text, **kw)
+
+
+def _config_options(f):
     import dataclasses
 
-    def decorate(f):
+    for cls, section in ((TrainConfig, "train"), (ModelConfig, "model")):
         for fld in reversed(dataclasses.fields(cls)):
-            if fld.name in skip:
-                continue
-            flag = "--" + fld.name.replace("_", "-")
-            kw = {"default": None, "help": _TRAIN_HELP.get(fld.name)}
-            if isinstance(fld.default, bool):
-                flag = f"{flag}/--no-{fld.name.replace('_', '-')}"
-            else:
-                kw["type"] = type(fld.default)
-            kw["help"] = f"{kw['help'] or ''} [default: {fld.default}]".strip()
-            f = click.option(flag, fld.name, **kw)(f)
-        return f
-
-    return decorate
+            if fld.metadata.get("cli", True):
+                f = _option_for(fld, section)(f)
+    return f
 
 
-@main.command()
-@_config_options(TrainConfig)
-@_config_options(ModelConfig, skip=("n_in",))
+def _option_name(field_name: str) -> str:
+    """The flag of a config field (`n_out` -> `--inbetweens`), for error messages."""
+    import dataclasses
+
+    for cls in (ModelConfig, TrainConfig):
+        for fld in dataclasses.fields(cls):
+            if fld.name == field_name:
+                return _flag(fld)
+    return "--" + field_name.replace("_", "-")
+
+
+def _preset_help() -> str:
+    from vinterp.config import PRESETS
+
+    return "recipe to start from; given options replace its values. " + "; ".join(
+        f"{name}: {p.summary}" for name, p in PRESETS.items()) + " [default: default]"
+
+
+def _preset_names():
+    from vinterp.config import PRESETS
+
+    return tuple(PRESETS)
+
+
+def _exit_interrupted(exc: BaseException) -> None:
+    """One line saying what a Ctrl-C / SIGTERM left, then exit 128 + signal number."""
+    from vinterp.interrupts import as_interrupted
+
+    sig = as_interrupted(exc)
+    detail = getattr(exc, "detail", "stopped; nothing was saved")
+    click.echo(f"interrupted ({sig.name}): {detail}", err=True)
+    sys.exit(sig.exit_code)
+
+
+@main.command(cls=_TrainCommand)
+@click.option("--preset", type=_Names(_preset_names), default=None, cls=_GroupedOption,
+              group="recipe", help=_preset_help())
 @click.option("--resume", "resume", is_flag=False, flag_value="", default=None,
-              help="continue from a checkpoint (default: OUT/latest.pt); the model config comes "
-                   "from it, given training options replace its stored ones")
-@click.option("--overwrite", is_flag=True, help="start over even if OUT holds a checkpoint")
-@click.option("--quiet", is_flag=True, help="no progress bar")
-def train(resume, overwrite, quiet, **options):
-    """Train the n:m pix2pix generator on a prepared dataset."""
+              cls=_GroupedOption, group="recipe", metavar="[PATH]",
+              help="continue from a checkpoint [default PATH: OUT/latest.pt]; configs come from "
+                   "it, given training options (a longer schedule) replace its stored ones")
+@click.option("--overwrite", is_flag=True, cls=_GroupedOption, group="recipe",
+              help="start over even if OUT holds a checkpoint")
+@_config_options
+@click.option("--n-out", "n_out_alias", type=int, default=None, hidden=True,
+              help="deprecated name of --inbetweens")
+@click.option("--quiet", is_flag=True, cls=_GroupedOption, group="runtime",
+              help="no summary, progress bar or progress lines")
+def train(preset, resume, overwrite, n_out_alias, quiet, **options):
+    """Train the n:m generator on a prepared dataset (from `vinterp prepare`).
+
+    With no options: the default preset, the recipe of the shipped model. Ctrl-C or SIGTERM
+    finishes the current step, saves, and prints the command that resumes.
+    """
+    import functools
+
     from vinterp.checkpoint import CheckpointError
+    from vinterp.config import ConfigError
     from vinterp.train import TrainError, run_from_options
 
+    if n_out_alias is not None:
+        if options["n_out"] is not None:
+            _fail("--n-out is the old name of --inbetweens; give only --inbetweens")
+        options["n_out"] = n_out_alias
+    log = None if quiet else functools.partial(click.echo, err=True)
     try:
         result = run_from_options(options, resume=resume, overwrite=overwrite,
-                                  progress=not quiet)
+                                  progress=not quiet, preset=preset, log=log)
+    except ConfigError as e:
+        _fail(e.named(_option_name(e.field)))
     except (TrainError, CheckpointError) as e:
         _fail(str(e))
+    except KeyboardInterrupt as e:
+        _exit_interrupted(e)
     if result is None:  # a non-zero rank under torchrun
         return
     m = result.last_metrics or {}

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data_prep import manifest
 from data_prep.decode import IMAGE_EXTS, VIDEO_EXTS, list_frame_files
 
 DEFAULT_FPS = 30.0
@@ -100,14 +101,6 @@ def _mot_source(seq_dir: Path, notes: list[str]) -> Source | None:
     return Source("mot", img_dir, name, split, fps or DEFAULT_FPS, expected, tuple(own))
 
 
-def _is_prepared(manifest: Path) -> bool:
-    try:
-        with open(manifest, "rb") as f:
-            return b"vinterp-prepared" in f.read(200)
-    except OSError:
-        return False
-
-
 def _walk(root: Path, found: list[tuple[str, Path, Path]], top: Path) -> None:
     """Depth-first, sorted: (kind, path, top) with kind "mot" (path: the sequence folder),
     "frames" (a folder with images) or "video" (a file); top is the input path searched."""
@@ -116,7 +109,7 @@ def _walk(root: Path, found: list[tuple[str, Path, Path]], top: Path) -> None:
     except OSError:
         return
     names = {p.name for p in entries}
-    if "manifest.json" in names and _is_prepared(root / "manifest.json"):
+    if manifest.NAME in names and manifest.is_prepared(root):
         return  # an output of `vinterp prepare` (its pix2pix panels are not input frames)
     if "seqinfo.ini" in names or ("img1" in names and _has_images(root / "img1")):
         found.append(("mot", root, top))

@@ -1,6 +1,6 @@
 """`vinterp prepare`: turn MOTChallenge folders, videos and frame folders into a training set.
 
-Output (the contract `vinterp.dataset` reads):
+Output (the contract `vinterp.dataset` reads; the manifest's format: `data_prep.manifest`):
     <out>/manifest.json        sequences, windows (seq, start, step, split, weight), counts
     <out>/frames/<name>.npy    (T, H, W, 3) uint8 RGB per stored sequence, for np.load(mmap)
     <out>/pix2pix/{train,val}/<name>_<start>.jpg   with --format pix2pix: the window's frames
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import json
 import os
 import shutil
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data_prep import manifest as manifest_io
 from data_prep.decode import DecodeError, probe_video
 from data_prep.discover import DiscoverError, Source, discover
 from data_prep.npywriter import NpyFrameWriter
@@ -34,7 +34,6 @@ from data_prep.sources import frame_files, iter_items
 from data_prep.staging import exchange, pid_alive, remove_path, remove_stale
 from data_prep.windows import DEFAULT_STATIC_THRESHOLD, plan_windows, window_span
 
-FORMAT, VERSION = "vinterp-prepared", 1
 _LISTED_PROBLEMS = 5  # bad frames warned about one by one per sequence, then counted
 SPLITS = ("train", "val")
 
@@ -318,22 +317,6 @@ class _Builder:
             cv2.imwrite(str(path), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR), params)
 
 
-def _manifest_text(manifest: dict) -> str:
-    """JSON with one sequence / window per line: readable, diffable and compact."""
-    out = ["{"]
-    keys = list(manifest)
-    for i, key in enumerate(keys):
-        value = manifest[key]
-        end = "," if i < len(keys) - 1 else ""
-        if isinstance(value, list) and value:
-            body = ",\n".join("  " + json.dumps(v, sort_keys=False) for v in value)
-            out.append(f" {json.dumps(key)}: [\n{body}\n ]{end}")
-        else:
-            out.append(f" {json.dumps(key)}: {json.dumps(value)}{end}")
-    out.append("}")
-    return "\n".join(out) + "\n"
-
-
 def _check_not_nested(out: Path, inputs: tuple[str, ...]) -> None:
     """The output may neither be nor hold an input (it would replace it) nor lie inside one
     (the next run would read the dataset back as footage)."""
@@ -427,10 +410,11 @@ def _build(cfg: PrepareConfig, sources: list[Source], splits: dict[str, str], tm
         per_split[sp] = {"sequences": len(seqs), "frames": sum(q["frames"] for q in seqs),
                          "windows": sum(1 for w in b.windows if w["split"] == sp)}
     counts = {"per_split": per_split, "skipped": len(b.skipped)}
-    manifest = {"format": FORMAT, "version": VERSION, "config": cfg.recorded(),
+    manifest = {"format": manifest_io.FORMAT, "version": manifest_io.VERSION,
+                "config": cfg.recorded(),
                 "inbetweens": cfg.inbetweens, "sequences": b.sequences, "windows": b.windows,
                 "dropped": b.dropped, "summary": counts}
-    (tmp / "manifest.json").write_text(_manifest_text(manifest))
+    (tmp / manifest_io.NAME).write_text(manifest_io.manifest_text(manifest))
     return PrepareSummary(out="", per_split=per_split, dropped=dict(b.dropped),
                           skipped=b.skipped, warnings=b.warnings, frames_decoded=b.decoded)
 

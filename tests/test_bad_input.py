@@ -291,7 +291,7 @@ CASES = [
          _train(damage=lambda ds: (ds / "manifest.json").write_text("{")), "not readable JSON"),
     Case("train-crop-too-big", _train("--crop", "512"), "smaller than the 512px crop"),
     Case("train-resume-with-model-option", _train("--ngf", "8", resume="model.pt"),
-         "drop --ngf"),
+         "--ngf 8: --resume takes the model config"),
     Case("train-resume-inference-model", _train(resume="model.pt"), "no training state"),
     # prepare
     Case("prepare-missing-input", _prepare(src="nope"), "nope"),
@@ -531,8 +531,6 @@ def test_evaluate_signal(sig, assets, long_clip, tmp_path):
     assert snapshot(tmp_path) == before
 
 
-@pytest.mark.xfail(strict=True, reason="train's Ctrl-C/SIGTERM handling comes with issue 9; "
-                                       "remove this mark once that branch is merged")
 def test_train_sigint(assets, tmp_path):
     _copy(assets, "dataset", tmp_path)
     child = Child(["train", "--data", "dataset", "--out", "run", "--netG", "unet_32", "--ngf",

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from cli import main
 from synth import background, moving_square, write_prepared
 from vinterp.checkpoint import load_checkpoint
-from vinterp.config import ModelConfig, TrainConfig
+from vinterp.config import ModelConfig, TrainConfig, preset_configs
 from vinterp.networks import build_generator
 from vinterp.train import train
 
@@ -116,7 +116,9 @@ def test_cli_train_then_resume_and_refuse_overwrite(dataset, tmp_path):
     assert r.exit_code == 0, r.output
     assert "checkpoint:" in r.output and (out / "latest.pt").exists()
     state = load_checkpoint(out / "latest.pt")
-    assert state["model_config"] == ModelConfig(netG="unet_32", ngf=8, ndf=8, n_layers_D=2)
+    # the default preset with the given fields replaced
+    want = preset_configs("default", dict(netG="unet_32", ngf=8, ndf=8, n_layers_D=2))[0]
+    assert state["model_config"] == want and state["preset"] == "default"
     assert state["step"] == 2
 
     r = runner.invoke(main, args)

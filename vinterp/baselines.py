@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from vinterp.blend import blend_frames, times
 from vinterp.motion import dis_flow, dis_flow_pair, displacement
 
 Baseline = Callable[..., list[np.ndarray]]
@@ -31,11 +32,6 @@ Baseline = Callable[..., list[np.ndarray]]
 # The filter options the comparison is defined with; `scd=none` is explained in
 # `minterpolate_interpolate`.
 MINTERPOLATE_OPTS = "mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1:search_param=64:scd=none"
-
-
-def times(m: int) -> list[float]:
-    """The in-between times t = k / (m + 1), k = 1 .. m."""
-    return [k / (m + 1) for k in range(1, m + 1)]
 
 
 def _check(a: np.ndarray, b: np.ndarray, m: int) -> None:
@@ -59,8 +55,7 @@ def blend_interpolate(a: np.ndarray, b: np.ndarray, m: int, prev=None, nxt=None
                       ) -> list[np.ndarray]:
     """Linear cross-fade `round((1 - t) a + t b)`, computed in float32."""
     _check(a, b, m)
-    fa, fb = a.astype(np.float32), b.astype(np.float32)
-    return [np.rint((1 - t) * fa + t * fb).clip(0, 255).astype(np.uint8) for t in times(m)]
+    return blend_frames(a, b, m)
 
 
 def dis_interpolate(a: np.ndarray, b: np.ndarray, m: int, prev=None, nxt=None

@@ -7,13 +7,13 @@ Layout (a plain dict, every value a tensor, primitive, list or dict of those):
     optim_G, optim_D: optimizer state_dicts or None
     epoch: int (epochs completed)      step: int (optimizer steps completed)
     rng: dict of RNG states or None    extra: dict (free-form metadata, e.g. metrics)
+    preset: str or None (the `config.PRESETS` name the run started from; absent in older files)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from data_prep.staging import pid_alive
+from vinterp.atomic import atomic_write
 from vinterp.config import ModelConfig, TrainConfig, from_dict, to_dict
 
 FORMAT = "vinterp-checkpoint"
@@ -37,20 +38,10 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     The temporary is `.NAME.PID-HEX.tmp`; temporaries of processes that no longer run (a
     kill -9 during a save) are removed first, so they never pile up beside the checkpoint."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     full = {"format": FORMAT, "version": FORMAT_VERSION, **state}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        # A plain open() gives the file the user's usual mode (mkstemp's 0600 would stick).
-        with open(tmp, "xb") as f:
-            torch.save(full, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save(full, f)
     return path
 
 

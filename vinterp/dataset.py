@@ -9,77 +9,46 @@ the exact same batches.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-MANIFEST = "manifest.json"
+from data_prep.manifest import Manifest, ManifestError, Window, read_manifest
 
 
 class DatasetError(Exception):
     """A prepared dataset that is missing or unusable; the message is one line."""
 
 
-@dataclass(frozen=True)
-class Window:
-    seq: str
-    start: int
-    step: int
-    split: str
-    weight: float = 1.0
-
-
-def load_manifest(root: str | Path) -> dict:
-    """Read and check `<root>/manifest.json`; raises `DatasetError` with what to do."""
-    root = Path(root)
-    path = root / MANIFEST
-    if not path.is_file():
-        raise DatasetError(
-            f"no prepared dataset at {root} (missing {MANIFEST}); run `vinterp prepare PATH` "
-            "first or pass --data"
-        )
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DatasetError(f"{path} is not readable JSON ({e}); rerun `vinterp prepare`") from None
-    if manifest.get("format") != "vinterp-prepared":
-        raise DatasetError(f"{path} is not a vinterp dataset manifest; rerun `vinterp prepare`")
-    return manifest
-
-
-def check_frames(root: Path, manifest: dict, windows: list[Window], window: int) -> None:
+def check_frames(manifest: Manifest, windows: list[Window], window: int) -> None:
     """Open every frames file the windows use (the `.npy` header only: cheap) and check its
     shape against the manifest, so a missing or truncated file is one clear error before any
     training starts rather than a traceback from a DataLoader worker mid-epoch."""
-    seqs = {s["name"]: s for s in manifest["sequences"]}
+    where = manifest.root / "manifest.json"
     lengths: dict[str, int] = {}
     fix = "rerun `vinterp prepare` to rebuild the dataset"
     for name in dict.fromkeys(w.seq for w in windows):
-        if name not in seqs:
-            raise DatasetError(f"{root / MANIFEST} lists windows of an unknown sequence "
-                               f"{name!r}; {fix}")
-        path = root / seqs[name]["file"]
-        if not path.is_file():
-            raise DatasetError(f"{path} is missing from the prepared dataset; {fix}")
+        seq = manifest.sequences[name]
+        if not seq.file.is_file():
+            raise DatasetError(f"{seq.file} is missing from the prepared dataset; {fix}")
         try:
-            arr = np.load(path, mmap_mode="r")
+            arr = np.load(seq.file, mmap_mode="r")
         except (OSError, ValueError, EOFError) as e:
-            raise DatasetError(f"{path} is damaged or truncated ({str(e)[:80]}); {fix}") from None
-        want = (seqs[name]["height"], seqs[name]["width"], 3)
+            raise DatasetError(f"{seq.file} is damaged or truncated ({str(e)[:80]}); "
+                               f"{fix}") from None
+        want = (seq.height, seq.width, 3)
         if arr.ndim != 4 or tuple(arr.shape[1:]) != want or arr.dtype != np.uint8:
-            raise DatasetError(f"{path} holds {arr.dtype} frames of shape {arr.shape[1:]}, the "
-                               f"manifest says uint8 {want}; {fix}")
+            raise DatasetError(f"{seq.file} holds {arr.dtype} frames of shape {arr.shape[1:]}, "
+                               f"the manifest says uint8 {want}; {fix}")
         lengths[name] = arr.shape[0]
         del arr
     for w in windows:
         if w.start < 0 or w.step < 1 or w.start + w.step * (window - 1) >= lengths[w.seq]:
-            raise DatasetError(f"{root / MANIFEST}: a window of {w.seq} starts at frame "
-                               f"{w.start} but the file holds {lengths[w.seq]} frames; {fix}")
+            raise DatasetError(f"{where}: a window of {w.seq} starts at frame {w.start} but "
+                               f"the file holds {lengths[w.seq]} frames; {fix}")
 
 
 class WindowDataset(Dataset):
@@ -100,27 +69,24 @@ class WindowDataset(Dataset):
                  flip: bool = False, reverse: bool = False, seed: int = 0,
                  teacher: bool = False, context: int = 0):
         self.root = Path(root)
-        manifest = load_manifest(self.root)
-        stored = int(manifest.get("inbetweens", 5)) + 2
+        try:
+            manifest = read_manifest(self.root)
+        except ManifestError as e:
+            raise DatasetError(str(e)) from None
+        stored = manifest.inbetweens + 2
         if stored != window:
             raise DatasetError(
                 f"{self.root} holds {stored}-frame windows but the model needs {window}; "
                 f"prepare with --inbetweens {window - 2}"
             )
-        try:
-            self.files = {s["name"]: self.root / s["file"] for s in manifest["sequences"]}
-            self.sizes = {s["name"]: (s["height"], s["width"]) for s in manifest["sequences"]}
-            self.lengths = {s["name"]: int(s["frames"]) for s in manifest["sequences"]}
-            self.cuts = {s["name"]: tuple(s.get("cuts", ())) for s in manifest["sequences"]}
-            self.windows = [
-                Window(w["seq"], w["start"], w["step"], w["split"], float(w.get("weight", 1.0)))
-                for w in manifest["windows"] if w["split"] == split
-            ]
-        except (KeyError, TypeError, ValueError) as e:
-            raise DatasetError(f"{self.root / MANIFEST} is damaged (bad entry: {e}); rerun "
-                               "`vinterp prepare`") from None
-        check_frames(self.root, manifest, self.windows, window)
+        seqs = manifest.sequences.values()
+        self.files = {s.name: s.file for s in seqs}
+        self.sizes = {s.name: (s.height, s.width) for s in seqs}
+        self.lengths = {s.name: s.frames for s in seqs}
+        self.cuts = {s.name: s.cuts for s in seqs}
         self.context = context
+        self.windows: list[Window] = manifest.split(split)
+        check_frames(manifest, self.windows, window)
         self.window, self.crop, self.flip, self.reverse = window, crop, flip, reverse
         self.seed, self.epoch, self.teacher = seed, 0, teacher
         self._arrays: dict[str, np.ndarray] = {}

@@ -8,7 +8,6 @@ uint8 RGB. From videos and frame folders windows are built on the fly while fram
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data_prep import manifest
 from data_prep.decode import (
     VIDEO_EXTS,
     DecodeError,
@@ -24,6 +24,8 @@ from data_prep.decode import (
     probe_video,
     read_image,
 )
+from data_prep.manifest import ManifestError, read_manifest
+from data_prep.manifest import Window as ManifestWindow
 
 
 class EvaluateError(Exception):
@@ -190,40 +192,31 @@ def _prepared_sources(root: Path, plan: WindowPlan, split: str) -> list[Source]:
     skipped here; `max_windows` keeps that many per sequence, evenly spaced.
     """
     try:
-        man = json.loads((root / "manifest.json").read_text())
-    except (OSError, ValueError) as e:
-        raise EvaluateError(f"{root}/manifest.json is unreadable ({e}); re-run `vinterp "
-                            "prepare`") from None
-    if not isinstance(man, dict) or man.get("format") != "vinterp-prepared":
-        raise EvaluateError(f"{root}/manifest.json is not a vinterp prepared dataset manifest")
-    m = int(man.get("inbetweens", 0))
+        man = read_manifest(root)
+    except ManifestError as e:
+        raise EvaluateError(str(e)) from None
+    m = man.inbetweens
     if m != plan.m:
         raise EvaluateError(f"{root} was prepared with {m} in-betweens per window but "
                             f"--inbetweens is {plan.m}; leave --inbetweens out or pass {m}")
-    by_seq: dict[str, list[dict]] = {}
-    for w in man.get("windows", []):
-        if w.get("split") == split:
-            by_seq.setdefault(w["seq"], []).append(w)
+    by_seq: dict[str, list[ManifestWindow]] = {}
+    for w in man.split(split):
+        by_seq.setdefault(w.seq, []).append(w)
     if not by_seq:
-        splits = sorted({str(w.get("split")) for w in man.get("windows", [])})
         raise EvaluateError(f"{root} has no '{split}' windows (splits there: "
-                            f"{', '.join(splits) or 'none'}); pick one with --split")
-    seqs = {s["name"]: s for s in man.get("sequences", [])}
+                            f"{', '.join(man.splits()) or 'none'}); pick one with --split")
     out = []
     for name, wins in by_seq.items():
-        if name not in seqs:
-            raise EvaluateError(f"{root}/manifest.json: window refers to unknown sequence "
-                                f"'{name}'; re-run `vinterp prepare`")
         if plan.max_windows and len(wins) > plan.max_windows:
             keep = np.unique(np.linspace(0, len(wins) - 1, plan.max_windows).round().astype(int))
             wins = [wins[k] for k in keep]
-        file = root / seqs[name]["file"]
+        file = man.sequences[name].file
         out.append(Source(name=name, path=str(file), kind="prepared",
                           windows=_prepared_windows(file, wins, plan)))
     return out
 
 
-def _prepared_windows(file: Path, wins: list[dict], plan: WindowPlan):
+def _prepared_windows(file: Path, wins: list[ManifestWindow], plan: WindowPlan):
     def windows() -> Iterator[Window]:
         try:
             arr = np.load(file, mmap_mode="r")
@@ -234,7 +227,7 @@ def _prepared_windows(file: Path, wins: list[dict], plan: WindowPlan):
             raise EvaluateError(f"{file}: expected (T, H, W, 3) uint8 frames, got "
                                 f"{arr.shape} {arr.dtype}")
         for w in wins:
-            start, step = int(w["start"]), int(w.get("step", 1))
+            start, step = w.start, w.step
             idx = [start + k * step for k in range(plan.m + 2)]
             if idx[-1] >= len(arr):
                 raise EvaluateError(f"{file}: window at {start} needs frame {idx[-1]} but the "
@@ -247,16 +240,12 @@ def _prepared_windows(file: Path, wins: list[dict], plan: WindowPlan):
 
 def is_prepared(path: Path) -> bool:
     """A folder written by `vinterp prepare` (it has a manifest.json)."""
-    return path.is_dir() and (path / "manifest.json").is_file()
+    return path.is_dir() and manifest.path(path).is_file()
 
 
 def prepared_inbetweens(path: Path) -> int | None:
     """The m a prepared dataset's windows have, or None if its manifest does not say."""
-    try:
-        m = json.loads((path / "manifest.json").read_text()).get("inbetweens")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return int(m) if isinstance(m, int) else None
+    return manifest.stored_inbetweens(path)
 
 
 def open_sources(inputs: list[str], plan: WindowPlan, split: str = "val",

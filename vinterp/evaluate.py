@@ -16,7 +16,6 @@ image strips (`vinterp.report`) and the same windows as PNGs in `strips/` beside
 from __future__ import annotations
 
 import heapq
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -27,7 +26,9 @@ import numpy as np
 
 from data_prep.scenes import StreamCutDetector
 from vinterp import figures
-from vinterp.baselines import BASELINES, times
+from vinterp.atomic import write_text_atomic
+from vinterp.baselines import BASELINES
+from vinterp.blend import times
 from vinterp.eval_sources import (
     EvaluateError,
     WindowPlan,
@@ -372,8 +373,8 @@ def evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> Evaluat
     js, html = report.to_json(result, cfg), report.render_html(result, cfg)
     html_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(json_path, js)
-    _write_atomic(html_path, html)
+    write_text_atomic(json_path, js)
+    write_text_atomic(html_path, html)
     strips = [figures.write_strip(html_path.parent / "strips" / f"{s.source}-{s.start:06d}.png",
                                   s, [x.name for x in methods]) for s in samples]
     log(report.format_table(result))
@@ -391,13 +392,3 @@ def _progress_bar(cfg: EvaluateConfig, n_sources: int):
     total = cfg.max_windows * n_sources if cfg.max_windows else None
     return tqdm(total=total, unit="window", desc="evaluate", disable=not cfg.progress,
                 file=sys.stderr, dynamic_ncols=True, leave=False)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

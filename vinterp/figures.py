@@ -8,10 +8,11 @@ shown where HTML cannot (a README, an issue).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from vinterp.atomic import atomic_write
 
 LABEL_WIDTH = 190
 
@@ -53,16 +54,12 @@ def strip_image(sample, methods: list[str], scale: float = 0.5) -> np.ndarray:
 
 
 def write_strip(path: Path, sample, methods: list[str]) -> Path:
-    """`strip_image` as a PNG at `path`, written to a temporary name and renamed."""
+    """`strip_image` as a PNG at `path`, written atomically."""
     import cv2
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    try:
-        img = strip_image(sample, methods)
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"cannot write {tmp}")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(strip_image(sample, methods), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"cannot encode {path}")
+    with atomic_write(path) as f:
+        f.write(png.tobytes())
     return path

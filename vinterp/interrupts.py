@@ -55,3 +55,60 @@ def signals_as_interrupts() -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+class _Held:
+    """SIGINT/SIGTERM handler for `interrupts_deferred` and `latched_interrupts`: remembers the
+    first signal, raises on the second (someone pressing Ctrl-C twice does not want to wait).
+    `check()` raises the remembered one."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise Interrupted(signum)
+        self.signum = signum
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise Interrupted(self.signum)
+
+
+@contextlib.contextmanager
+def latched_interrupts() -> Iterator[_Held]:
+    """Remember SIGINT and SIGTERM instead of raising wherever the signal lands; the block
+    calls `latch.check()` at points where stopping is safe. A handler that raises can land
+    inside code that swallows exceptions (a fork hook of a DataLoader worker start, a
+    `__del__`), losing the signal; this one cannot. A second signal raises at once. Restores
+    the previous handlers; off the main thread the latch never fires."""
+    held = _Held()
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+    previous = {s: signal.signal(s, held) for s in HANDLED}
+    try:
+        yield held
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the block runs, then raise `Interrupted` for the first
+    one when it ends, so a unit of work that must not be cut in half (an optimizer step)
+    finishes first. A second signal raises at once, inside the block. Restores the previous
+    handlers; does nothing off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = _Held()
+    previous = {s: signal.signal(s, held) for s in HANDLED}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if held.signum is not None:
+        raise Interrupted(held.signum)

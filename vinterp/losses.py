@@ -10,9 +10,18 @@ the losses treat them as a batch of B*k images.
 - `laplacian_loss`: L1 summed over a Laplacian pyramid (band-pass levels + low-pass residual);
   penalises blur at every scale.
 - `reverse_consistency`: time-reversal consistency G(x1, x0) == reverse(G(x0, x1)).
+- `flow_distillation`: L1 of the flow head's flows to teacher flows, where the teacher is
+  trusted.
+
+`GENERATOR_LOSSES` is the table the training step sums (as FILM's loss registry): one
+`LossTerm` per term, weighted by a `TrainConfig.lambda_*` field; a new loss is one entry here
+plus its weight field.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -164,5 +173,102 @@ def reverse_consistency(generator: nn.Module, endpoints: torch.Tensor,
     return (reverse_frames(fake_rev.float()) - fake.float()).abs().mean()
 
 
-__all__ = ["GANLoss", "census_loss", "laplacian_loss", "laplacian_pyramid", "reverse_consistency",
-           "reverse_frames", "as_images"]
+# ---------------------------------------------------------------------------------------------
+# Flow distillation
+
+def flow_distillation(aux: dict[str, torch.Tensor], teacher: torch.Tensor) -> torch.Tensor:
+    """Mean L1 (pixels) between the flow head's flows and the teacher's, over trusted pixels.
+
+    aux: the flow head's `flow0`, `flow1`, each `(B, m, 2, H, W)` (in-between -> endpoint);
+    teacher: `(B, m, 2, 3, H, W)` = [endpoint, (dx, dy, trust)] per in-between
+    (`dataset.teacher_flows`). Returns a float32 scalar.
+    """
+    pred = torch.stack([aux["flow0"], aux["flow1"]], 2).float()  # (B, m, 2, 2, H, W)
+    trust = teacher[:, :, :, 2:]
+    return ((pred - teacher[:, :, :, :2]).abs() * trust).sum() / (2 * trust.sum()).clamp(min=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The generator's loss table
+
+@dataclass(frozen=True)
+class LossInputs:
+    """What a generator loss term may use, for one batch (B windows of m in-betweens)."""
+
+    fake: torch.Tensor  # (B, 3m, H, W) float32, the generated in-betweens in [-1, 1]
+    real: torch.Tensor  # (B, 3m, H, W), the real in-betweens
+    ends: torch.Tensor  # (B, 6, H, W), the endpoints I_0, I_1
+    weight: torch.Tensor  # (B,), per-window weights from the dataset
+    fake_clip: torch.Tensor  # (B, 3(m+2), H, W), the clip with generated in-betweens
+    generator: nn.Module | None = None  # for terms that run G again (not DDP-wrapped)
+    discriminator: nn.Module | None = None  # D with its parameters frozen for the G step
+    gan: GANLoss | None = None
+    aux: dict[str, torch.Tensor] | None = None  # the flow head's flows (see warp.FlowHead)
+    teacher: torch.Tensor | None = None  # (B, m, 2, 3, H, W) teacher flows
+
+
+def _l1_term(x: LossInputs) -> torch.Tensor:
+    return ((x.fake - x.real).abs() * x.weight.view(-1, 1, 1, 1)).mean()
+
+
+def _gan_term(x: LossInputs) -> torch.Tensor:
+    return x.gan(x.discriminator(x.fake_clip), True)  # fool D
+
+
+def _census_term(x: LossInputs) -> torch.Tensor:
+    return census_loss(x.fake, x.real)
+
+
+def _laplacian_term(x: LossInputs) -> torch.Tensor:
+    return laplacian_loss(x.fake, x.real)
+
+
+def _flow_term(x: LossInputs) -> torch.Tensor:
+    return flow_distillation(x.aux, x.teacher)
+
+
+def _reverse_term(x: LossInputs) -> torch.Tensor:
+    # The same clip played backwards must give the same frames, reversed.
+    return reverse_consistency(x.generator, x.ends, x.fake)
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    weight: str  # the TrainConfig field holding this term's weight; 0 = not computed
+    fn: Callable[[LossInputs], torch.Tensor]  # -> float32 scalar
+    # Terms that run a network go under the step's autocast; pixel losses stay in float32.
+    autocast: bool = False
+    # "flows": needs the flow head's aux outputs and the dataset's teacher flows;
+    # "discriminator": needs D (the discriminator is trained only when this term is on).
+    needs: str = ""
+
+
+# Summed in this order by the training step; the log shows each term under its key.
+GENERATOR_LOSSES: dict[str, LossTerm] = {
+    "l1": LossTerm("lambda_l1", _l1_term),
+    "gan": LossTerm("lambda_gan", _gan_term, autocast=True, needs="discriminator"),
+    "census": LossTerm("lambda_census", _census_term),
+    "lap": LossTerm("lambda_lap", _laplacian_term),
+    "flow": LossTerm("lambda_flow", _flow_term, needs="flows"),
+    "reverse": LossTerm("lambda_reverse", _reverse_term, autocast=True),
+}
+
+
+def active_terms(cfg: object) -> dict[str, tuple[float, LossTerm]]:
+    """The terms of `GENERATOR_LOSSES` with a non-zero weight in `cfg` (a TrainConfig)."""
+    out = {}
+    for name, term in GENERATOR_LOSSES.items():
+        w = float(getattr(cfg, term.weight))
+        if w:
+            out[name] = (w, term)
+    return out
+
+
+def needs(cfg: object, what: str) -> bool:
+    """Whether an active term of `cfg` needs `what` ("flows" or "discriminator")."""
+    return any(term.needs == what for _, term in active_terms(cfg).values())
+
+
+__all__ = ["GANLoss", "GENERATOR_LOSSES", "LossInputs", "LossTerm", "active_terms",
+           "as_images", "census_loss", "flow_distillation", "laplacian_loss", "laplacian_pyramid",
+           "needs", "reverse_consistency", "reverse_frames"]

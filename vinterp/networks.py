@@ -33,6 +33,7 @@ from vinterp.warp import FlowHead, backward_warp, head_channels
 
 UNET_DEPTHS = {"unet_32": 5, "unet_64": 6, "unet_128": 7, "unet_256": 8}
 RESNET_BLOCKS = {"resnet_6blocks": 6, "resnet_9blocks": 9}
+NORMS = ("batch", "instance", "none")  # the names norm_layer builds
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data_prep.scenes import CUT_THRESHOLD, frame_signature, signature_score
+from vinterp.blend import blend_frames
 from vinterp.inference import InferenceError, Interpolator
 from vinterp.video_io import (
     EncodeSettings,
@@ -237,11 +238,6 @@ class UpsampleSummary:
     notices: tuple[str, ...] = ()
 
 
-def _blend(a: np.ndarray, b: np.ndarray, m: int) -> list[np.ndarray]:
-    a32, b32 = a.astype(np.float32), b.astype(np.float32)
-    return [np.rint(a32 + (b32 - a32) * (k / (m + 1))).astype(np.uint8) for k in range(1, m + 1)]
-
-
 def _plan_audio(src, output, timing: Timing, stretch: bool,
                 note: Callable[[str], None]) -> tuple[str | None, str | None, str]:
     """Where the output's audio comes from, the filter it goes through, and what to report."""
@@ -274,7 +270,7 @@ def _mids(kind: str, a: np.ndarray, b: np.ndarray, m: int, made) -> list:
     if kind == "model":
         return list(next(made))
     if kind == "static":
-        return _blend(a, b, m)
+        return blend_frames(a, b, m)
     if kind == "cut":  # nearest endpoint in time; the midpoint keeps the earlier
         return [a if 2 * k <= m + 1 else b for k in range(1, m + 1)]
     return [None] * m  # no in-between of this pair is written
