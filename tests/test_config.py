@@ -88,7 +88,7 @@ def test_cross_config_checks():
         preset_configs("default", train={"crop": 7})
     assert e.value.field == "crop" and e.value.named("--crop") .startswith("--crop 7:")
     with pytest.raises(ConfigError, match="flow head"):
-        preset_configs("default", model={"head": "pixels"})  # the default distils flows
+        preset_configs("default", model={"head": "pixels"}, train={"lambda_flow": 1.0})
     with pytest.raises(ConfigError, match="default, pix2pix"):
         preset_configs("nope")
 

@@ -104,7 +104,7 @@ def test_train_text_options_are_choices_and_options_are_grouped():
     (["--batch-size", "abc"], ["--batch-size", "integer"]),
     (["--no-such-option"], ["--no-such-option"]),
     (["--preset", "pix2pix", "--crop", "128"], ["--crop", "multiple of 256"]),
-    (["--head", "pixels"], ["--lambda-flow", "flow head", "give 0"]),
+    (["--head", "pixels", "--lambda-flow", "1"], ["--lambda-flow", "flow head", "give 0"]),
     (["--n-out", "0"], ["--inbetweens", "at least 1"]),  # the old name still works
 ])
 def test_bad_values_give_one_line_and_exit_2(tmp_path, args, words):
@@ -156,7 +156,7 @@ def test_train_with_no_options_builds_the_default_preset(tmp_path, monkeypatch):
     assert state["model_config"] == model and state["train_config"] == cfg
     assert (model.netG, model.ngf, model.flow_downscale, cfg.lambda_gan) == ("unet_64", 32, 4, 0)
     assert "preset: default (the shipped model's recipe" in r.stderr
-    assert "schedule: 1 steps/epoch x 6 epochs (3 + 3 decaying) = 6 steps" in r.stderr
+    assert "schedule: 1 steps/epoch x 4 epochs (2 + 2 decaying) = 4 steps" in r.stderr
 
 
 # --- what it says ----------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def test_start_up_summary_progress_and_checkpoint_size(dataset, tmp_path):
     for words in ["preset: default", "device: cpu, 1 CPU threads",
                   "data: ", "6 train / 2 val windows of 7 frames",
                   "model: unet_32 ngf 8, flow head", "M parameters",
-                  "schedule: 6 steps/epoch x 6 epochs (3 + 3 decaying) = 36 steps, stopping "
+                  "schedule: 6 steps/epoch x 4 epochs (2 + 2 decaying) = 24 steps, stopping "
                   "at step 6", "saves: ", "every 3 steps, every 10 min and on Ctrl-C / SIGTERM",
                   f"resume: vinterp train --out {out} --resume", "validates: 1 val windows",
                   "pace: ", "ETA", "step 2/6", "validating 1 windows at step 3",

@@ -335,15 +335,18 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "default": Preset(
-        summary="the shipped model's recipe: unet_64 ngf 32 flow head at 1/4 resolution, "
-                "cost volume, L1 + DIS flow distillation, no GAN, 3+3 epochs at batch 4",
-        model=dict(n_out=5, netG="unet_64", ngf=32, norm="batch", dropout=True, head="flow",
-                   flow_downscale=4, flow_param="shared", flow_gain=8.0, corr_radius=4,
-                   flow_prior="none", netD="patchgan", ndf=32, n_layers_D=3),
-        train=dict(crop=256, batch_size=4, lr=2e-4, beta1=0.5, n_epochs=3, n_epochs_decay=3,
-                   gan_mode="vanilla", lambda_gan=0.0, lambda_l1=100.0, lambda_flow=10.0,
-                   flip=True, reverse=True, val_windows=32, val_every_steps=200,
-                   num_workers=1),
+        summary="the shipped model's recipe: 4:5 flow head seeded by the stream prior (DIS + "
+                "quadratic motion from the neighbouring inputs) with gated learned corrections, "
+                "unet_64 ngf 32 at 1/4 resolution without normalisation, L1, Adam "
+                "lr 1e-4 beta1 0.9, 2+2 epochs at batch 4",
+        model=dict(n_out=5, netG="unet_64", ngf=32, norm="none", dropout=False, head="flow",
+                   flow_downscale=4, flow_param="shared", flow_gain=8.0, corr_radius=0,
+                   flow_prior="stream", prior_gate=True, netD="patchgan", ndf=32,
+                   n_layers_D=3),
+        train=dict(crop=256, batch_size=4, lr=1e-4, beta1=0.9, n_epochs=2, n_epochs_decay=2,
+                   gan_mode="vanilla", lambda_gan=0.0, lambda_l1=100.0, lambda_flow=0.0,
+                   flip=True, reverse=True, val_windows=32, val_every_steps=250,
+                   num_workers=0, log_every=50),
     ),
     "pix2pix": Preset(
         summary="the published pix2pix reference: unet_256 ngf 64 writing pixels, GAN + 100 x "
@@ -364,8 +367,14 @@ def preset_configs(name: str = DEFAULT_PRESET, model: dict[str, Any] | None = No
     against each other (`check_pair`). Raises `ConfigError`."""
     if name not in PRESETS:
         raise ConfigError("preset", f"choose one of {', '.join(PRESETS)}", name, unknown=True)
+    from vinterp.motion import PRIOR_INPUTS
+
     p = PRESETS[name]
-    model_cfg = ModelConfig(**{**p.model, **(model or {})})
+    merged = {**p.model, **(model or {})}
+    if merged.get("head", "flow") == "flow" and "n_in" not in (model or {}):
+        # The flow prior decides how many inputs the generator takes ("stream": 4).
+        merged["n_in"] = PRIOR_INPUTS.get(merged.get("flow_prior", "none"), 2)
+    model_cfg = ModelConfig(**merged)
     train_cfg = TrainConfig(**{**p.train, **(train or {})})
     check_pair(model_cfg, train_cfg)
     return model_cfg, train_cfg

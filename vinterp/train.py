@@ -61,7 +61,6 @@ from vinterp.interrupts import (
     signals_as_interrupts,
 )
 from vinterp.metrics import psnr, ssim
-from vinterp.motion import PRIOR_INPUTS
 from vinterp.networks import build_discriminator, build_generator, generator_multiple
 
 CHECKPOINT_NAME = "latest.pt"
@@ -772,16 +771,6 @@ def _split_options(options: dict) -> tuple[dict, dict]:
     return model, {k: v for k, v in options.items() if k not in model_fields}
 
 
-def _with_inputs(preset: str, model_opts: dict) -> dict:
-    """`model_opts` with n_in set from the flow prior the run ends up with (the "stream"
-    prior takes 4 inputs), unless the preset fixes n_in itself."""
-    base = PRESETS[preset].model if preset in PRESETS else {}
-    merged = {**base, **model_opts}
-    if merged.get("head", "flow") != "flow" or "n_in" in merged:
-        return model_opts
-    return {**model_opts, "n_in": PRIOR_INPUTS.get(merged.get("flow_prior", "none"), 2)}
-
-
 def resolve_resume(path: str | Path, overrides: dict) -> tuple[ModelConfig, TrainConfig, str]:
     """Configs for `--resume`: the checkpoint's own, with the given TrainConfig fields replaced
     (for example a longer schedule), and its preset name. The model config always comes from
@@ -816,7 +805,7 @@ def run_from_options(options: dict, resume: str | None = None, overwrite: bool =
         model_cfg, cfg, preset = resolve_resume(path, train_opts)
     else:
         preset = preset or DEFAULT_PRESET
-        model_cfg, cfg = preset_configs(preset, _with_inputs(preset, model_opts), train_opts)
+        model_cfg, cfg = preset_configs(preset, model_opts, train_opts)
         path = None
         existing = Path(cfg.out) / CHECKPOINT_NAME
         if existing.exists() and not overwrite:
