@@ -147,3 +147,16 @@ def test_flow_cache_computes_each_flow_once(monkeypatch):
     assert len(calls) == 3
     assert np.array_equal(again[0], first[2]) and np.array_equal(again[1], first[0])
     assert np.array_equal(first[0], real(f[0], f[1]))
+
+
+def test_prefetched_flows_are_used_not_recomputed(monkeypatch):
+    from vinterp import motion
+
+    calls = []
+    real = motion.dis_flow
+    monkeypatch.setattr(motion, "dis_flow", lambda a, b: calls.append(1) or real(a, b))
+    f = accelerating(3)
+    cache = motion.FlowCache()
+    cache.prefetch([(f[0], f[1]), (f[1], f[0])])
+    got = cache.flows([(f[0], f[1]), (f[1], f[0])])
+    assert len(calls) == 2 and np.array_equal(got[1], real(f[1], f[0]))

@@ -161,6 +161,19 @@ class Interpolator:
             y = y.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
             return y.cpu().numpy()
 
+    def prefetch(self, a: np.ndarray, b: np.ndarray) -> None:
+        """Start the classical flows of the pair `a` -> `b` ((H, W, 3) uint8) in the background,
+        for a model with a flow prior, so they are ready when the pair is interpolated (a
+        stream calls this for the next pair while the network works on this one). Does
+        nothing for other models, or where frames are padded or tiled (the cache would miss)."""
+        cache = getattr(self.generator, "flow_cache", None)
+        h, w = a.shape[:2]
+        if (cache is None or getattr(self.generator, "prior", "none") == "none"
+                or h % self.multiple or w % self.multiple or self.tile
+                or h * w > self.max_pixels):
+            return
+        cache.prefetch([(a, b), (b, a)])
+
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.dtype == torch.float32:
             return self.generator(x).float()

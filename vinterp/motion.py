@@ -106,28 +106,49 @@ class FlowCache:
         self._flows: dict[tuple, np.ndarray] = {}
         self._pool = None
 
+    @staticmethod
+    def _key(a: np.ndarray, b: np.ndarray) -> tuple:
+        return (a.shape, hash(a.tobytes()), hash(b.tobytes()))
+
+    def _executor(self):
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="dis")
+        return self._pool
+
+    def prefetch(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Start computing the flows of `pairs` in the background (a stream's next pair, while
+        the network runs on this one); `flows` then waits for them instead of starting over.
+        The arrays must not be modified until then."""
+        for a, b in pairs:
+            key = self._key(a, b)
+            if key not in self._flows:
+                self._store(key, self._executor().submit(dis_flow, a, b))
+
     def flows(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
         """`dis_flow(a, b)` for each `(a, b)` of `pairs`, from the cache where it can."""
-        keys = [(a.shape, hash(a.tobytes()), hash(b.tobytes())) for a, b in pairs]
+        keys = [self._key(a, b) for a, b in pairs]
         todo = {k: p for k, p in zip(keys, pairs, strict=True) if k not in self._flows}
         if len(todo) > 1 and self.workers > 1:
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="dis")
-            done = dict(zip(todo, self._pool.map(lambda p: dis_flow(*p), todo.values()),
-                            strict=True))
+            for k, p in todo.items():
+                self._flows[k] = self._executor().submit(dis_flow, *p)
         else:
-            done = {k: dis_flow(*p) for k, p in todo.items()}
+            for k, p in todo.items():
+                self._flows[k] = dis_flow(*p)
         out = []
         for k in keys:
-            f = done[k] if k in done else self._flows.pop(k)
-            self._flows.pop(k, None)
-            self._flows[k] = f  # most recent last
+            f = self._flows.pop(k)
+            f = f.result() if hasattr(f, "result") else f
+            self._store(k, f)
             out.append(f)
+        return out
+
+    def _store(self, key: tuple, value) -> None:
+        self._flows.pop(key, None)
+        self._flows[key] = value  # most recent last
         while len(self._flows) > self.size:
             del self._flows[next(iter(self._flows))]
-        return out
 
     def __getstate__(self) -> dict:  # a thread pool does not pickle; a copy starts without
         return {"size": self.size, "workers": self.workers, "_flows": {}, "_pool": None}
@@ -177,6 +198,17 @@ def flows_at(coef: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     tau = torch.stack([t, 1 - t]).to(coef.dtype).view(1, 2, -1, 1, 1, 1)  # (1, 2, m, 1, 1, 1)
     acc, vel = coef[:, :, :1], coef[:, :, 1:2]  # (B, 2, 1, 2, H, W)
     return -(acc * tau * tau + vel * tau)
+
+
+def add_flows_at(flows: torch.Tensor, coef: torch.Tensor, t: torch.Tensor, scale: float = 1.0
+                 ) -> torch.Tensor:
+    """`flows + scale * flows_at(coef, t)` for flows `(B, 2, m, 2, H, W)`, in two fused
+    multiply-adds and no full-size temporaries (the full-resolution add is on the inference
+    path of every pair)."""
+    tau = torch.stack([t, 1 - t]).to(coef.dtype).view(1, 2, -1, 1, 1, 1)
+    acc, vel = coef[:, :, :1], coef[:, :, 1:2]
+    out = torch.addcmul(flows, acc, tau * tau * -scale)
+    return out.addcmul_(vel, tau * -scale)
 
 
 @torch.no_grad()

@@ -341,6 +341,8 @@ def _stream(frames, first: np.ndarray, interp: Interpolator, timing: Timing,
                 if len(pending) >= batch:
                     flush(pending)
             waiting = [kind, prev, cur, lo, before, None]
+            if kind == "model":  # its flows, while the network works on the pairs before it
+                interp.prefetch(prev, cur)
             before = None if kind == "cut" else prev  # the next pair's neighbour before
             prev, sig_prev = cur, sig
         if waiting is not None:

@@ -19,6 +19,7 @@ from torch import nn
 from vinterp.motion import (
     PRIOR_INPUTS,
     FlowCache,
+    add_flows_at,
     cost_volume,
     flows_at,
     prior_channels,
@@ -251,7 +252,7 @@ class FlowHead(nn.Module):
         flows = fields[:, :4 * m].view(b, 2, m, 2, h, w)  # backbone pixels
         if prior is not None:
             # The prior is in full-resolution pixels; `_grid` scales everything by s.
-            flows = flows + flows_at(prior[1], self.t) / s
+            flows = add_flows_at(flows, prior[1], self.t, 1.0 / s)
         mask = fields[:, 4 * m:5 * m].unsqueeze(2)
         residual = fields[:, 5 * m:].view(b, m, 3, h, w)
 
