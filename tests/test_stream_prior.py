@@ -160,3 +160,12 @@ def test_prefetched_flows_are_used_not_recomputed(monkeypatch):
     cache.prefetch([(f[0], f[1]), (f[1], f[0])])
     got = cache.flows([(f[0], f[1]), (f[1], f[0])])
     assert len(calls) == 2 and np.array_equal(got[1], real(f[1], f[0]))
+
+
+def test_a_batch_larger_than_the_flow_cache():
+    from vinterp import motion
+
+    f = accelerating(6)
+    pairs = [(f[i], f[i + 1]) for i in range(5)] * 2
+    got = motion.FlowCache(size=2).flows(pairs)
+    assert len(got) == 10 and np.array_equal(got[7], motion.dis_flow(f[2], f[3]))

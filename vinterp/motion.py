@@ -136,13 +136,15 @@ class FlowCache:
         else:
             for k, p in todo.items():
                 self._flows[k] = dis_flow(*p)
-        out = []
+        # Resolved before anything is stored back: a batch may need more flows than the cache
+        # holds, and storing evicts the oldest.
+        got = {}
         for k in keys:
-            f = self._flows.pop(k)
-            f = f.result() if hasattr(f, "result") else f
-            self._store(k, f)
-            out.append(f)
-        return out
+            f = got[k] if k in got else self._flows[k]
+            got[k] = f.result() if hasattr(f, "result") else f
+        for k in got:
+            self._store(k, got[k])
+        return [got[k] for k in keys]
 
     def _store(self, key: tuple, value) -> None:
         self._flows.pop(key, None)
