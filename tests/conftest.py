@@ -19,3 +19,16 @@ def shared_data() -> Path:
     return SHARED
 
 
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    """A tiny prepared dataset of moving squares: two training sequences, one validation."""
+    from synth import moving_square, write_prepared
+
+    seqs = {
+        "a": (moving_square(12, 40, 48, size=10, vx=2, seed=1), "train"),
+        "b": (moving_square(12, 40, 48, size=8, vx=-1, vy=1, x0=30, seed=2), "train"),
+        "c": (moving_square(10, 40, 48, size=10, vx=3, seed=3), "val"),
+    }
+    return write_prepared(tmp_path / "prepared", seqs, stride=2)

@@ -14,23 +14,13 @@ import torch
 from click.testing import CliRunner
 
 from cli import main
-from synth import background, moving_square, write_prepared
+from synth import background, moving_square
 from vinterp.checkpoint import load_checkpoint
 from vinterp.config import ModelConfig, TrainConfig, preset_configs
 from vinterp.networks import build_generator
 from vinterp.train import train
 
 TINY = ModelConfig(netG="unet_32", ngf=8, ndf=8, n_layers_D=2)
-
-
-@pytest.fixture
-def dataset(tmp_path: Path) -> Path:
-    seqs = {
-        "a": (moving_square(12, 40, 48, size=10, vx=2, seed=1), "train"),
-        "b": (moving_square(12, 40, 48, size=8, vx=-1, vy=1, x0=30, seed=2), "train"),
-        "c": (moving_square(10, 40, 48, size=10, vx=3, seed=3), "val"),
-    }
-    return write_prepared(tmp_path / "prepared", seqs, stride=2)
 
 
 def _cfg(data: Path, out: Path, **kw) -> TrainConfig:

@@ -32,16 +32,6 @@ TINY_MODEL = dict(netG="unet_32", ngf=8, ndf=8, n_layers_D=2, flow_downscale=2, 
 TINY_TRAIN = dict(crop=32, batch_size=1, num_workers=0, val_windows=1)
 
 
-@pytest.fixture
-def dataset(tmp_path: Path) -> Path:
-    seqs = {
-        "a": (moving_square(12, 40, 48, size=10, vx=2, seed=1), "train"),
-        "b": (moving_square(12, 40, 48, size=8, vx=-1, vy=1, x0=30, seed=2), "train"),
-        "c": (moving_square(10, 40, 48, size=10, vx=3, seed=3), "val"),
-    }
-    return write_prepared(tmp_path / "prepared", seqs, stride=2)
-
-
 def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 

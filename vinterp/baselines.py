@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from vinterp.blend import blend_frames, times
-from vinterp.motion import dis_flow, dis_flow_pair, displacement
+from vinterp.motion import dis_flow, dis_flow_pair, flows_at, motion_coefficients
 
 Baseline = Callable[..., list[np.ndarray]]
 
@@ -100,10 +100,10 @@ def stream_interpolate(a: np.ndarray, b: np.ndarray, m: int, prev: np.ndarray | 
     f01, f10 = (torch.from_numpy(f).permute(2, 0, 1) for f in dis_flow_pair(a, b))
     back = None if prev is None else torch.from_numpy(dis_flow(a, prev)).permute(2, 0, 1)
     fwd = None if nxt is None else torch.from_numpy(dis_flow(b, nxt)).permute(2, 0, 1)
-    t = torch.tensor(times(m), dtype=torch.float32)
-    ft0 = -displacement(f01, back, t).permute(0, 2, 3, 1).numpy()
-    ft1 = -displacement(f10, fwd, 1 - t).permute(0, 2, 3, 1).numpy()
-    return _warp_blend(a, b, ft0, ft1)
+    coef = torch.stack([motion_coefficients(f01, back), motion_coefficients(f10, fwd)])
+    ft = flows_at(coef[None], torch.tensor(times(m), dtype=torch.float32))[0]  # (2, m, 2, H, W)
+    ft = ft.permute(0, 1, 3, 4, 2).numpy()
+    return _warp_blend(a, b, ft[0], ft[1])
 
 
 def _warp_blend(a: np.ndarray, b: np.ndarray, ft0: np.ndarray, ft1: np.ndarray

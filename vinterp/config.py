@@ -228,7 +228,9 @@ class ModelConfig:
     def context(self) -> int:
         """Inputs from outside the window: the frames before and after it for the "stream"
         flow prior (its n_in = 4: I_-1, I_0, I_1, I_2), else none."""
-        return 2 if self.head == "flow" and self.flow_prior == "stream" else 0
+        from vinterp.motion import PRIOR_INPUTS
+
+        return PRIOR_INPUTS.get(self.flow_prior, 2) - 2 if self.head == "flow" else 0
 
     @property
     def window(self) -> int:

@@ -39,22 +39,30 @@ def as_interrupted(exc: BaseException) -> Interrupted:
 
 
 @contextlib.contextmanager
-def signals_as_interrupts() -> Iterator[None]:
-    """Make SIGINT and SIGTERM raise `Interrupted` for the duration; restores the previous
-    handlers on exit. Does nothing off the main thread, where handlers cannot be set."""
+def _handlers(handler) -> Iterator[bool]:
+    """Install `handler` for SIGINT and SIGTERM for the duration and restore the previous ones;
+    yields False (and installs nothing) off the main thread, where handlers cannot be set."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield False
         return
-
-    def handler(signum, frame):
-        raise Interrupted(signum)
-
     previous = {s: signal.signal(s, handler) for s in HANDLED}
     try:
-        yield
+        yield True
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def _raise(signum, frame):
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """Make SIGINT and SIGTERM raise `Interrupted` for the duration; restores the previous
+    handlers on exit. Does nothing off the main thread, where handlers cannot be set."""
+    with _handlers(_raise):
+        yield
 
 
 class _Held:
@@ -83,15 +91,8 @@ def latched_interrupts() -> Iterator[_Held]:
     `__del__`), losing the signal; this one cannot. A second signal raises at once. Restores
     the previous handlers; off the main thread the latch never fires."""
     held = _Held()
-    if threading.current_thread() is not threading.main_thread():
+    with _handlers(held):
         yield held
-        return
-    previous = {s: signal.signal(s, held) for s in HANDLED}
-    try:
-        yield held
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 @contextlib.contextmanager
@@ -100,15 +101,7 @@ def interrupts_deferred() -> Iterator[None]:
     one when it ends, so a unit of work that must not be cut in half (an optimizer step)
     finishes first. A second signal raises at once, inside the block. Restores the previous
     handlers; does nothing off the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     held = _Held()
-    previous = {s: signal.signal(s, held) for s in HANDLED}
-    try:
+    with _handlers(held):
         yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-    if held.signum is not None:
-        raise Interrupted(held.signum)
+    held.check()

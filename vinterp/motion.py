@@ -164,27 +164,17 @@ def to_uint8_frames(x: torch.Tensor) -> np.ndarray:
     return u8.view(b, c // 3, 3, h, w).permute(0, 1, 3, 4, 2).cpu().numpy()
 
 
-def displacement(f_fwd: torch.Tensor, f_back: torch.Tensor | None, t: torch.Tensor
-                 ) -> torch.Tensor:
-    """Where a frame's pixels are at times `t` (in units of the gap to the next frame),
-    relative to where they start.
+def motion_coefficients(f_fwd: torch.Tensor, f_back: torch.Tensor | None) -> torch.Tensor:
+    """Where a frame's pixels are at time t (in units of the gap to the next frame), relative
+    to where they start: D(t) = c[0] t^2 + c[1] t, as coefficients `(2, 2, H, W)`
+    [acceleration term, velocity term] so they can be resampled (8 channels per pair) before
+    they are evaluated at every t (4m channels, `flows_at`).
 
     f_fwd: `(2, H, W)` flow to the next frame; f_back: `(2, H, W)` flow to the previous frame,
-    or None (none, or across a scene cut): linear motion. t: `(m,)`. Returns `(m, 2, H, W)`:
-    quadratic, constant-acceleration motion as in QVI (Xu et al. 2019),
-    `((F_fwd + F_back)/2) t^2 + ((F_fwd - F_back)/2) t`, which is F_fwd at t = 1 and F_back
-    at t = -1; or linear `t F_fwd`.
-    """
-    tt = t.view(-1, 1, 1, 1).to(f_fwd.dtype)
-    if f_back is None:
-        return tt * f_fwd
-    return (tt * tt) * (0.5 * (f_fwd + f_back)) + tt * (0.5 * (f_fwd - f_back))
-
-
-def motion_coefficients(f_fwd: torch.Tensor, f_back: torch.Tensor | None) -> torch.Tensor:
-    """`displacement` as coefficients `(2, 2, H, W)` = [acceleration term, velocity term], so
-    that D(t) = c[0] t^2 + c[1] t can be resampled (8 channels per pair) before it is
-    evaluated at every t (4m channels)."""
+    or None (none, or across a scene cut): linear motion, D(t) = t F_fwd. Otherwise quadratic,
+    constant-acceleration motion as in QVI (Xu et al. 2019),
+    `D(t) = ((F_fwd + F_back)/2) t^2 + ((F_fwd - F_back)/2) t`, which is F_fwd at t = 1 and
+    F_back at t = -1."""
     if f_back is None:
         return torch.stack([torch.zeros_like(f_fwd), f_fwd])
     return torch.stack([0.5 * (f_fwd + f_back), 0.5 * (f_fwd - f_back)])
