@@ -318,7 +318,8 @@ def export(checkpoint, output, half, overwrite):
               default="auto", show_default=True, help="video codec (auto: h264, vp9 for .webm)")
 @click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True,
               help="quality: lower is better and bigger")
-@click.option("--preset", default="medium", show_default=True, help="x264/x265 speed preset")
+@click.option("--preset", default="veryfast", show_default=True,
+              help="x264/x265 speed preset (slower ones: smaller files, same --crf quality)")
 @click.option("--lossless", is_flag=True,
               help="store the frames exactly (RGB; large files, limited player support)")
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
@@ -381,9 +382,10 @@ def upsample(input, output, model, fps, factor, slowmo, stretch_audio, input_fps
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--model", "models", multiple=True, type=click.Path(),
               help="checkpoint to evaluate (repeatable; default: the bundled model if installed)")
-@click.option("--baselines", default="repeat,blend,dis,stream,minterpolate", show_default=True,
+@click.option("--baselines", default="repeat,blend,dis,stream,fallback,minterpolate",
+              show_default=True,
               help="comma-separated baselines to run beside the model(s) (repeat, blend, dis, "
-                   "stream, minterpolate); '' for none")
+                   "stream, fallback, minterpolate); '' for none")
 @click.option("--inbetweens", "-m", type=int, default=None,
               help="in-betweens per window [default: a prepared dataset's, else the "
                    "model's, else 5]")

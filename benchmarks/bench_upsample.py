@@ -3,7 +3,8 @@ the decode+encode floor, all on the same clip in one run (run by hand; prints a 
 
     .venv/bin/python benchmarks/bench_upsample.py [--model PATH] [--frames 16] [--threads N]
 
-Rows (all make (m+1)x the frames of the clip, encoded with libx264 crf 18 preset medium):
+Rows (all make (m+1)x the frames of the clip, encoded with libx264 crf 18 preset veryfast,
+vinterp upsample's default):
 - vinterp upsample: the real CLI in a fresh process (frames/s over the whole command, and over
   the streaming loop alone, i.e. without Python/torch start-up and model loading);
 - the same on a clip 5x longer: peak memory must stay flat;
@@ -179,14 +180,14 @@ def main() -> None:
     out = tmp / "minterp.mp4"
     vf = (f"minterpolate=fps={fps_in * (m + 1):.4f}:mi_mode=mci:mc_mode=aobmc:me_mode=bidir")
     wall, peak, _ = timed([ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(short), "-vf", vf,
-                           "-c:v", "libx264", "-crf", "18", "-preset", "medium", str(out)])
+                           "-c:v", "libx264", "-crf", "18", "-preset", "veryfast", str(out)])
     n = count_frames(out)
     rows.append(("ffmpeg minterpolate (mci, aobmc, bidir)", n, wall, n / wall, None, peak))
 
     out = tmp / "floor.mp4"
     wall, peak, _ = timed([ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(short), "-vf",
                            f"fps={fps_in * (m + 1):.4f}", "-c:v", "libx264", "-crf", "18",
-                           "-preset", "medium", str(out)])
+                           "-preset", "veryfast", str(out)])
     n = count_frames(out)
     rows.append(("floor: ffmpeg decode + encode only", n, wall, n / wall, None, peak))
 

@@ -51,7 +51,7 @@ def test_motion_clip_video_and_folder(tmp_path):
     assert doc["format"] == "vinterp-evaluate"
     assert doc["inbetweens"] == 5 and doc["t"] == pytest.approx([k / 6 for k in range(1, 6)])
     assert doc["windows"] == 4  # 13 frames: windows 0-6 and 6-12 in each source
-    assert set(doc["methods"]) == {"repeat", "blend", "dis", "stream", "minterpolate"}
+    assert set(doc["methods"]) == {"repeat", "blend", "dis", "stream", "fallback", "minterpolate"}
     for m in doc["methods"].values():
         assert len(m["psnr_t"]) == 5 and len(m["ssim_t"]) == 5
         assert m["frames"] == 20 and m["fps"] > 0

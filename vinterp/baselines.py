@@ -13,6 +13,8 @@ calls, so a call depends only on its arguments.
 - `dis`: OpenCV's DIS optical flow both ways plus backward warping (see `dis_interpolate`).
 - `stream`: `dis` with quadratic motion from the neighbouring inputs (see
   `stream_interpolate`): the classical prior that the default model starts from.
+- `fallback`: `stream`, with the cross-fade where its warps fail (see `fallback_interpolate`):
+  exactly what the untrained default model outputs.
 - `minterpolate`: ffmpeg's motion-compensated `minterpolate` filter, run through the ffmpeg
   binary bundled with imageio-ffmpeg (see `minterpolate_interpolate`).
 """
@@ -23,6 +25,7 @@ import subprocess
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 from vinterp.blend import blend_frames, times
 from vinterp.motion import dis_flow, dis_flow_pair, flows_at, motion_coefficients
@@ -31,6 +34,10 @@ Baseline = Callable[..., list[np.ndarray]]
 
 # The filter options the comparison is defined with; `scd=none` is explained in
 # `minterpolate_interpolate`.
+# The `fallback` baseline decides at the default model's backbone resolution, so that the
+# untrained default model reproduces it.
+FALLBACK_DOWNSCALE = 4
+
 MINTERPOLATE_OPTS = "mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1:search_param=64:scd=none"
 
 
@@ -91,8 +98,38 @@ def stream_interpolate(a: np.ndarray, b: np.ndarray, m: int, prev: np.ndarray | 
     linear motion, so with neither this is exactly `dis`. Measured on the held-out clips
     (benchmarks/motion_stack.py): +0.26 dB over `dis`.
     """
-    import torch
+    coef = _stream_motion(a, b, m, prev, nxt)[1]
+    ft = flows_at(coef[None], torch.tensor(times(m), dtype=torch.float32))[0]  # (2, m, 2, H, W)
+    ft = ft.permute(0, 1, 3, 4, 2).numpy()
+    return _warp_blend(a, b, ft[0], ft[1])
 
+
+def fallback_interpolate(a: np.ndarray, b: np.ndarray, m: int, prev: np.ndarray | None = None,
+                         nxt: np.ndarray | None = None) -> list[np.ndarray]:
+    """`stream`'s motion, then the cross-fade wherever its warps fail (`warp.prior_frames`).
+
+    Both endpoints are warped to each t with `stream`'s quadratic motion and time-blended, as
+    in `stream`; where the two warped endpoints differ more than the endpoints themselves
+    (`motion.fallback_logit`, decided at 1/4 resolution and blurred) the motion is wrong, and
+    the frame leans to the cross-fade `(1 - t) a + t b` instead: a soft double exposure there
+    rather than torn, displaced content. Warps by `grid_sample` (the generator's), not
+    `cv2.remap`. This is the untrained default model's output.
+    """
+    from vinterp.warp import prior_frames
+
+    pair, coef = _stream_motion(a, b, m, prev, nxt)
+    x = torch.from_numpy(np.concatenate([a, b], -1)).permute(2, 0, 1)[None].float()
+    x = x / 127.5 - 1
+    t = torch.tensor(times(m), dtype=torch.float32)
+    out = prior_frames(x, pair[None], coef[None], t, FALLBACK_DOWNSCALE)[0]
+    u8 = ((out + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+    return list(u8.view(m, 3, *a.shape[:2]).permute(0, 2, 3, 1).numpy())
+
+
+def _stream_motion(a: np.ndarray, b: np.ndarray, m: int, prev: np.ndarray | None,
+                   nxt: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Checked inputs -> DIS flows `(2, 2, H, W)` (F01, F10) and `stream`'s motion
+    coefficients `(2, 2, 2, H, W)` (`motion.motion_coefficients`), float32 pixels."""
     _check(a, b, m)
     for n, what in ((prev, "prev"), (nxt, "nxt")):
         if n is not None and n.shape != a.shape:
@@ -101,9 +138,7 @@ def stream_interpolate(a: np.ndarray, b: np.ndarray, m: int, prev: np.ndarray | 
     back = None if prev is None else torch.from_numpy(dis_flow(a, prev)).permute(2, 0, 1)
     fwd = None if nxt is None else torch.from_numpy(dis_flow(b, nxt)).permute(2, 0, 1)
     coef = torch.stack([motion_coefficients(f01, back), motion_coefficients(f10, fwd)])
-    ft = flows_at(coef[None], torch.tensor(times(m), dtype=torch.float32))[0]  # (2, m, 2, H, W)
-    ft = ft.permute(0, 1, 3, 4, 2).numpy()
-    return _warp_blend(a, b, ft[0], ft[1])
+    return torch.stack([f01, f10]), coef
 
 
 def _warp_blend(a: np.ndarray, b: np.ndarray, ft0: np.ndarray, ft1: np.ndarray
@@ -191,5 +226,6 @@ BASELINES: dict[str, Baseline] = {
     "blend": blend_interpolate,
     "dis": dis_interpolate,
     "stream": stream_interpolate,
+    "fallback": fallback_interpolate,
     "minterpolate": minterpolate_interpolate,
 }

@@ -131,6 +131,11 @@ def flow_prior_names() -> tuple[str, ...]:
     return tuple(PRIORS)
 
 
+def fallback_names() -> tuple[str, ...]:
+    from vinterp.motion import FALLBACKS
+    return tuple(FALLBACKS)
+
+
 def gan_mode_names() -> tuple[str, ...]:
     from vinterp.losses import GAN_MODES
     return tuple(GAN_MODES)
@@ -215,6 +220,12 @@ class ModelConfig:
     # learned part cannot degrade static or well-estimated regions.
     prior_gate: bool = _opt(False, "model", "flow head with a prior: the learned part acts "
                             "only where the prior's flows fail to explain the endpoints")
+    # Flow head with a prior only: "blend" mixes in the cross-fade where the prior's two warps
+    # disagree more than the endpoints do (warp.FlowHead); "none" reproduces older checkpoints.
+    fallback: str = _opt("none", "model", "flow head with a prior: blend = lean to the "
+                         "cross-fade where the prior's warps disagree more than the endpoints "
+                         "(its motion is wrong there); none = warps only",
+                         OneOf(fallback_names))
     netD: str = _opt("patchgan", "model", "discriminator (patchgan: n-layers-D stride-2 convs)",
                      OneOf(discriminator_names))
     ndf: int = _opt(64, "model", "discriminator width (filters of its first layer)", AtLeast(1))
@@ -223,6 +234,10 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _validate(self)
+        if self.fallback != "none" and (self.head != "flow" or self.flow_prior == "none"):
+            raise ConfigError("fallback", "compares a flow prior's warps with the endpoints; "
+                              "give a --flow-prior with the flow head, or --fallback none",
+                              self.fallback)
 
     @property
     def context(self) -> int:
@@ -343,7 +358,8 @@ PRESETS: dict[str, Preset] = {
                 "lr 1e-4 beta1 0.9, 2+2 epochs at batch 4",
         model=dict(n_out=5, netG="unet_64", ngf=32, norm="none", dropout=False, head="flow",
                    flow_downscale=4, flow_param="shared", flow_gain=8.0, corr_radius=0,
-                   flow_prior="stream", prior_gate=True, netD="patchgan", ndf=32,
+                   flow_prior="stream", prior_gate=True, fallback="blend", netD="patchgan",
+                   ndf=32,
                    n_layers_D=3),
         train=dict(crop=256, batch_size=4, lr=1e-4, beta1=0.9, n_epochs=2, n_epochs_decay=2,
                    gan_mode="vanilla", lambda_gan=0.0, lambda_l1=100.0, lambda_flow=0.0,

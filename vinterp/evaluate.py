@@ -57,7 +57,7 @@ class EvaluateConfig:
     inputs: tuple[str, ...]
     out: str = "evaluation"
     models: tuple[str, ...] = ()
-    baselines: tuple[str, ...] = ("repeat", "blend", "dis", "stream", "minterpolate")
+    baselines: tuple[str, ...] = ("repeat", "blend", "dis", "stream", "fallback", "minterpolate")
     inbetweens: int | None = None
     frame_step: int = 1
     stride: int | None = None

@@ -234,3 +234,38 @@ def prior_flows(prior: str, x: torch.Tensor, cache: FlowCache | None = None
         pair.append(torch.stack([f01, f10]))
         coef.append(torch.stack([motion_coefficients(f01, back), motion_coefficients(f10, fwd)]))
     return torch.stack(pair).to(x.device), torch.stack(coef).to(x.device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-fade fallback: where the prior's two warps of the endpoints disagree more than the
+# endpoints themselves do, its motion is wrong (fast small objects, motion blur, occlusions)
+# and the plain cross-fade is closer to the truth than torn warps. Values fitted on training
+# clips only, never the held-out ones (benchmarks/fallback_fit.py).
+
+FALLBACKS = ("none", "blend")
+FALLBACK_SIGMA = 5.0  # grey levels (0-255) per unit of logit
+# Negative: where the two disagree equally the cross-fade is the safer guess (no tearing).
+FALLBACK_BIAS = -3.0  # grey levels the warps may disagree by beyond the endpoints
+FALLBACK_BLUR = 5  # box blur (backbone pixels) of the warps' disagreement
+# The endpoints' disagreement is max-pooled: the cross-fade is only trusted where the endpoints
+# agree over a whole neighbourhood, not at a pixel that a moving object happens to cover in
+# both (a car roof). A box blur here cost 0.6 dB on a training clip of fast cars.
+# Chosen on 12 windows of each of 8 training clips (benchmarks/fallback_fit.py): +0.25 dB mean
+# over `stream`, no clip worse by more than 0.01 dB.
+FALLBACK_FADE_POOL = 5
+
+
+def fallback_logit(small: torch.Tensor, cand0: torch.Tensor, cand1: torch.Tensor
+                   ) -> torch.Tensor:
+    """Logit of the cross-fade's weight at each in-between, `(B, m, h, w)`:
+    `(box(d_warp) - maxpool(d_fade) - FALLBACK_BIAS) / FALLBACK_SIGMA`, with d_warp the mean
+    abs RGB difference of the two warped endpoints at t and d_fade that of the endpoints, in
+    grey levels.
+
+    small: `(B, 6, h, w)` the endpoints, float in [-1, 1]; cand0, cand1: `(B, m, 3, h, w)` the
+    endpoints warped to each t by the prior's flows (`warp._prior_cues`), same range.
+    """
+    k, z = FALLBACK_BLUR, FALLBACK_FADE_POOL
+    d_warp = F.avg_pool2d((cand0 - cand1).abs().mean(2), k, 1, k // 2, count_include_pad=False)
+    d_fade = F.max_pool2d((small[:, :3] - small[:, 3:]).abs().mean(1, True), z, 1, z // 2)
+    return (d_warp - d_fade) * (127.5 / FALLBACK_SIGMA) - FALLBACK_BIAS / FALLBACK_SIGMA

@@ -311,12 +311,13 @@ def build_generator(cfg: ModelConfig) -> nn.Module:
         return init_weights(build(3 * cfg.n_in, 3 * cfg.n_out, cfg, True))
     param = cfg.flow_param
     in_nc = 6 + corr_channels(cfg.corr_radius) + prior_channels(cfg.flow_prior, cfg.n_out)
-    backbone = init_weights(build(in_nc, head_channels(cfg.n_out, param), cfg, False))
+    out_nc = head_channels(cfg.n_out, param, cfg.fallback)
+    backbone = init_weights(build(in_nc, out_nc, cfg, False))
     nn.init.zeros_(backbone.last.weight)
     nn.init.zeros_(backbone.last.bias)
     return FlowHead(backbone, cfg.n_out, cfg.flow_downscale, param, cfg.flow_gain,
                     cfg.corr_radius, backbone_multiple=_backbone_multiple(cfg),
-                    prior=cfg.flow_prior, gated=cfg.prior_gate)
+                    prior=cfg.flow_prior, gated=cfg.prior_gate, fallback=cfg.fallback)
 
 
 def build_discriminator(cfg: ModelConfig) -> nn.Module:

@@ -151,7 +151,10 @@ class EncodeSettings:
 
     codec: str = "auto"  # auto (h264, or vp9 for .webm) | h264 | h265 | vp9 | ffv1
     crf: int = 18
-    preset: str = "medium"  # x264/x265 speed preset
+    # veryfast: at crf 18 on 640x360 footage 2.8x the encode speed of medium with a file no
+    # larger and 0.9 dB lower PSNR to the source (43.4 vs 44.3 dB), far above any in-between's
+    # own error; on two cores the encoder competes with the model for the CPU.
+    preset: str = "veryfast"  # x264/x265 speed preset
     lossless: bool = False
 
 

@@ -17,10 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from vinterp.motion import (
+    FALLBACKS,
     PRIOR_INPUTS,
     FlowCache,
     add_flows_at,
     cost_volume,
+    fallback_logit,
     flows_at,
     prior_channels,
     prior_flows,
@@ -106,15 +108,19 @@ def backward_warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 # Flow head
 
-def head_channels(n_out: int, param: str) -> int:
+def head_channels(n_out: int, param: str, fallback: str = "none") -> int:
     """Backbone output channels the flow head needs for `n_out` in-betweens.
 
-    Layout: [V (2, shared only) | d0 (2m) | d1 (2m) | mask logits (m) | residual (3m)], i.e.
-    8 per in-between plus 2 for the window motion V with `shared`.
+    Layout: [V (2, shared only) | d0 (2m) | d1 (2m) | mask logits (m) | residual (3m) |
+    fallback logits (m, with a fallback)], i.e. 8 per in-between (9 with a fallback) plus 2
+    for the window motion V with `shared`. The fallback comes last so a model without one
+    has the same layout for everything else.
     """
     if param not in FLOW_PARAMS:
         raise ValueError(f"unknown flow_param {param!r}; choose one of {', '.join(FLOW_PARAMS)}")
-    return 8 * n_out + (2 if param == "shared" else 0)
+    if fallback not in FALLBACKS:
+        raise ValueError(f"unknown fallback {fallback!r}; choose one of {', '.join(FALLBACKS)}")
+    return (9 if fallback != "none" else 8) * n_out + (2 if param == "shared" else 0)
 
 
 class FlowHead(nn.Module):
@@ -148,6 +154,11 @@ class FlowHead(nn.Module):
     occlusion masks and residuals; the untrained model reproduces the prior's baseline.
     With `gated`, everything the backbone outputs is scaled by `prior_gate`: zero where the
     prior's flows explain the endpoints, so there the output stays the prior's exactly.
+    With `fallback="blend"` (needs a prior) the frame is a third-way mix,
+    `(1 - beta) * (mask * w0 + (1 - mask) * w1) + beta * ((1 - t) I_0 + t I_1) + residual`,
+    beta = sigmoid(learned logit + `motion.fallback_logit`): the cross-fade takes over where the
+    prior's two warps disagree more than the endpoints do (its motion is wrong there); the
+    untrained model is then `prior_frames`, the `fallback` baseline.
     Flow channels are multiplied by `flow_gain` (in backbone pixels): with a zero-initialised
     last layer and Adam's bounded steps, a raw output grows by ~0.01 per step, so motions of
     tens of pixels would take thousands of steps to reach without a gain.
@@ -158,7 +169,8 @@ class FlowHead(nn.Module):
 
     def __init__(self, backbone: nn.Module, n_out: int, downscale: int = 1,
                  param: str = "shared", flow_gain: float = 1.0, corr_radius: int = 0,
-                 backbone_multiple: int = 1, prior: str = "none", gated: bool = False) -> None:
+                 backbone_multiple: int = 1, prior: str = "none", gated: bool = False,
+                 fallback: str = "none") -> None:
         super().__init__()
         if downscale < 1:
             raise ValueError(f"flow_downscale must be >= 1, got {downscale}")
@@ -173,9 +185,13 @@ class FlowHead(nn.Module):
         self.prior = prior
         self.n_in = PRIOR_INPUTS[prior]
         self.gated = bool(gated) and prior != "none"
+        if fallback != "none" and prior == "none":
+            raise ValueError(f"fallback {fallback!r} needs a flow prior (it compares the "
+                             "prior's warps with the endpoints)")
+        self.fallback = fallback
         # Reused DIS flows between consecutive calls on a stream (see motion.FlowCache).
         self.flow_cache = FlowCache()
-        self.out_channels = head_channels(n_out, param)
+        self.out_channels = head_channels(n_out, param, fallback)
         t = torch.arange(1, n_out + 1, dtype=torch.float32) / (n_out + 1)
         # Not saved in checkpoints: fully determined by n_out.
         self.register_buffer("t", t, persistent=False)
@@ -196,9 +212,10 @@ class FlowHead(nn.Module):
         """
         return self._run(x, aux=True)
 
-    def _fields(self, raw: torch.Tensor) -> torch.Tensor:
+    def _fields(self, raw: torch.Tensor, fallback: torch.Tensor | None = None) -> torch.Tensor:
         """Backbone output `(B, head_channels, h, w)` -> `(B, 8m, h, w)`:
-        [flows (B, 2 endpoints, m, 2, h, w) flattened | mask (m) | residual (3m)]."""
+        [flows (B, 2 endpoints, m, 2, h, w) flattened | mask (m) | residual (3m)], plus
+        [beta (m)] (`(B, 9m, h, w)`) given the prior's `fallback` logits `(B, m, h, w)`."""
         b, _, h, w = raw.shape
         m = self.n_out
         coef = torch.stack([-self.t, 1 - self.t]).view(1, 2, m, 1, 1, 1)
@@ -209,8 +226,11 @@ class FlowHead(nn.Module):
             flows = raw[:, :4 * m]
         flows = flows.reshape(b, 2, m, 2, h, w) * self.flow_gain
         mask = torch.sigmoid(raw[:, 4 * m:5 * m] + self.mask_prior.view(1, m, 1, 1))
-        residual = RESIDUAL_SCALE * torch.tanh(raw[:, 5 * m:])
-        return torch.cat([flows.reshape(b, 4 * m, h, w), mask, residual], 1)
+        residual = RESIDUAL_SCALE * torch.tanh(raw[:, 5 * m:8 * m])
+        parts = [flows.reshape(b, 4 * m, h, w), mask, residual]
+        if fallback is not None:
+            parts.append(torch.sigmoid(raw[:, 8 * m:9 * m] + fallback))
+        return torch.cat(parts, 1)
 
     def _run(self, x: torch.Tensor, aux: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         b, c, h, w = x.shape
@@ -234,10 +254,12 @@ class FlowHead(nn.Module):
         inp = small
         if self.corr_radius > 0:
             inp = torch.cat([small, *cost_volume(small[:, :3], small[:, 3:], self.corr_radius)], 1)
-        gate = None
+        gate = fb = None
         if prior is not None:
             cues = _prior_cues(small, *prior, s, self.t)
             gate = prior_gate(cues[:, 4:10]) if self.gated else None
+            if self.fallback != "none":
+                fb = _cue_fallback(small, cues, m)
             inp = torch.cat([inp, cues], 1)
         # The backbone wants multiples of its own 2**depth; padding here, at 1/s resolution,
         # costs far less than padding full frames (640x360 would otherwise become 768x512).
@@ -246,7 +268,7 @@ class FlowHead(nn.Module):
         if ph or pw:
             inp = F.pad(inp, (0, pw, 0, ph), mode="replicate")
         raw = self.backbone(inp).float()[..., :hs, :ws]
-        fields = self._fields(raw if gate is None else raw * gate)
+        fields = self._fields(raw if gate is None else raw * gate, fb)
         if s > 1:
             fields = F.interpolate(fields, size=(h, w), mode="bilinear", align_corners=False)
         flows = fields[:, :4 * m].view(b, 2, m, 2, h, w)  # backbone pixels
@@ -254,7 +276,7 @@ class FlowHead(nn.Module):
             # The prior is in full-resolution pixels; `_grid` scales everything by s.
             flows = add_flows_at(flows, prior[1], self.t, 1.0 / s)
         mask = fields[:, 4 * m:5 * m].unsqueeze(2)
-        residual = fields[:, 5 * m:].view(b, m, 3, h, w)
+        residual = fields[:, 5 * m:8 * m].view(b, m, 3, h, w)
 
         # One grid_sample call for all 2m warps: source (B*2, 3, H', W'), grid (B*2, m*H, W, 2).
         src = _pad_source(x.reshape(b * 2, 3, h, w))
@@ -263,11 +285,19 @@ class FlowHead(nn.Module):
                                align_corners=True).view(b, 2, 3, m, h, w)
         w0, w1 = warped[:, 0].transpose(1, 2), warped[:, 1].transpose(1, 2)  # (B, m, 3, H, W)
         # lerp = mask * w0 + (1 - mask) * w1; residual first so the sum is contiguous.
-        frames = (residual + torch.lerp(w1, w0, mask)).clamp_(-1, 1).view(b, 3 * m, h, w)
+        mixed = torch.lerp(w1, w0, mask)
+        beta = None
+        if fb is not None:
+            beta = fields[:, 8 * m:].unsqueeze(2)
+            mixed = torch.lerp(mixed, _cross_fade(x, self.t), beta)
+        frames = (residual + mixed).clamp_(-1, 1).view(b, 3 * m, h, w)
         if not aux:
             return frames, {}
-        return frames, {"flow0": flows[:, 0] * s, "flow1": flows[:, 1] * s,
-                        "mask": mask, "residual": residual, "warped0": w0, "warped1": w1}
+        out = {"flow0": flows[:, 0] * s, "flow1": flows[:, 1] * s,
+               "mask": mask, "residual": residual, "warped0": w0, "warped1": w1}
+        if beta is not None:
+            out["fallback"] = beta
+        return frames, out
 
 
 # The learned part only acts where the prior's flows fail to explain the endpoints: its
@@ -286,6 +316,45 @@ def prior_gate(errors: torch.Tensor) -> torch.Tensor:
     k = 2 * GATE_DILATE + 1
     e = F.max_pool2d(e, k, 1, GATE_DILATE)
     return (e / GATE_ERROR).clamp_(0, 1)
+
+
+@torch.no_grad()
+def prior_frames(x: torch.Tensor, pair: torch.Tensor, coef: torch.Tensor, t: torch.Tensor,
+                 downscale: int = 4, fallback: str = "blend") -> torch.Tensor:
+    """What the flow head outputs with nothing learned: the prior's classical in-betweens.
+
+    x: `(B, 6, H, W)` float32 in [-1, 1], the endpoints; pair, coef: the prior's flows
+    (`motion.prior_flows`, full-resolution pixels); t: `(m,)` the times; `downscale`: the
+    resolution the fallback is decided at (the backbone's). Returns `(B, 3m, H, W)` float32 in
+    [-1, 1]: both endpoints warped by the prior's flows, time-blended, and with
+    `fallback="blend"` mixed with the cross-fade by sigmoid(`motion.fallback_logit`).
+    """
+    b, _, h, w = x.shape
+    m = t.numel()
+    ft = flows_at(coef, t)
+    mixed = torch.lerp(warp_many(x[:, 3:], ft[:, 1]), warp_many(x[:, :3], ft[:, 0]),
+                       (1 - t).view(1, m, 1, 1, 1))
+    if fallback != "none":
+        s = downscale
+        small = F.interpolate(x, size=(h // s, w // s), mode="bilinear", align_corners=False,
+                              antialias=True) if s > 1 else x
+        beta = torch.sigmoid(_cue_fallback(small, _prior_cues(small, pair, coef, s, t), m))
+        if s > 1:
+            beta = F.interpolate(beta, size=(h, w), mode="bilinear", align_corners=False)
+        mixed = torch.lerp(mixed, _cross_fade(x, t), beta.unsqueeze(2))
+    return mixed.clamp_(-1, 1).reshape(b, 3 * m, h, w)
+
+
+def _cross_fade(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """x: `(B, 6, H, W)` endpoints -> `(B, m, 3, H, W)` the cross-fade `(1 - t) I_0 + t I_1`."""
+    return torch.lerp(x[:, None, :3], x[:, None, 3:], t.view(1, -1, 1, 1, 1).to(x.dtype))
+
+
+def _cue_fallback(small: torch.Tensor, cues: torch.Tensor, m: int) -> torch.Tensor:
+    """The fallback logits `(B, m, h, w)` from `_prior_cues`' candidates."""
+    b, _, h, w = cues.shape
+    cand = cues[:, 10:].view(b, 2, m, 3, h, w)
+    return fallback_logit(small, cand[:, 0], cand[:, 1])
 
 
 def _prior_cues(small: torch.Tensor, pair: torch.Tensor, coef: torch.Tensor, s: int,
