@@ -32,7 +32,7 @@ def test_every_preset_builds_valid_configs(name):
 
 def test_default_preset_is_the_recipe_of_the_shipped_model():
     """`vinterp train` with no options reproduces vinterp/models/default.pt's configs (it is
-    the step-2200 checkpoint of this schedule): every stored field but the folders."""
+    the last checkpoint of this schedule): every stored field but the folders."""
     import torch
 
     state = torch.load(SHIPPED, weights_only=True)
@@ -41,7 +41,7 @@ def test_default_preset_is_the_recipe_of_the_shipped_model():
     stored = state["train_config"]
     ours = dataclasses.asdict(train)
     differ = {k: (v, ours[k]) for k, v in stored.items() if ours[k] != v}
-    assert set(differ) == {"data", "out"}, differ
+    assert set(differ) <= {"data", "out"}, differ
 
 
 def test_pix2pix_preset_is_the_published_reference():

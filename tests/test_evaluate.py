@@ -236,3 +236,13 @@ def test_report_thumbnails_open_full_size(tmp_path):
         assert imgs[1].shape[0] == 144 and imgs[1].shape[1] > 7 * 400  # 7 frames side by side
         assert imgs[0].shape[0] < 144  # the thumbnail row is downscaled
     assert ".full:target" in page
+
+
+def test_cli_default_baselines_are_the_registered_ones():
+    from vinterp.baselines import BASELINES
+    from vinterp.evaluate import EvaluateConfig
+
+    opt = next(p for p in main.commands["evaluate"].params if p.name == "baselines")
+    names = tuple(opt.default.split(","))
+    assert names == EvaluateConfig(inputs=("x",)).baselines and set(names) == set(BASELINES)
+    assert all(n in opt.help for n in names)

@@ -353,7 +353,8 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "default": Preset(
         summary="the shipped model's recipe: 4:5 flow head seeded by the stream prior (DIS + "
-                "quadratic motion from the neighbouring inputs) with gated learned corrections, "
+                "quadratic motion from the neighbouring inputs) with the cross-fade fallback and "
+                "gated learned corrections, "
                 "unet_64 ngf 32 at 1/4 resolution without normalisation, L1, Adam "
                 "lr 1e-4 beta1 0.9, 2+2 epochs at batch 4",
         model=dict(n_out=5, netG="unet_64", ngf=32, norm="none", dropout=False, head="flow",
