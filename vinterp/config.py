@@ -234,10 +234,10 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _validate(self)
-        if self.fallback != "none" and (self.head != "flow" or self.flow_prior == "none"):
+        # Like the other flow-head options, ignored by the pixels head.
+        if self.fallback != "none" and self.head == "flow" and self.flow_prior == "none":
             raise ConfigError("fallback", "compares a flow prior's warps with the endpoints; "
-                              "give a --flow-prior with the flow head, or --fallback none",
-                              self.fallback)
+                              "give a --flow-prior, or --fallback none", self.fallback)
 
     @property
     def context(self) -> int:
