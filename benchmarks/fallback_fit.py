@@ -53,8 +53,7 @@ def windows(path: Path, n: int, size: int):
 
 
 def psnr(out: torch.Tensor, win: list[np.ndarray]) -> float:
-    u8 = ((out[0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    u8 = u8.view(5, 3, *out.shape[-2:]).permute(0, 2, 3, 1).numpy()
+    u8 = motion.to_uint8_frames(out)[0]
     return float(np.mean([frame_psnr_ssim(p, r)[0] for p, r in zip(u8, win[1:-1], strict=True)]))
 
 

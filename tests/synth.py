@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 def background(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -105,3 +106,17 @@ def write_prepared(root: str | Path, sequences: dict, inbetweens: int = 5, strid
                 "dropped": {}, "summary": {}}
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
+
+
+def model_input(frames: list[np.ndarray]) -> torch.Tensor:
+    """(H, W, 3) uint8 frames -> a generator input `(1, 3k, H, W)` float32 in [-1, 1]."""
+    h, w = frames[0].shape[:2]
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).reshape(1, 3 * len(frames), h, w)
+    return x.float() / 127.5 - 1
+
+
+def model_frames(out: torch.Tensor) -> np.ndarray:
+    """A generator output `(1, 3m, H, W)` in [-1, 1] -> `(m, H, W, 3)` float64 grey levels,
+    rounded as uint8 frames would be."""
+    _, c, h, w = out.shape
+    return ((out.view(c // 3, 3, h, w).permute(0, 2, 3, 1) + 1) * 127.5).round().double().numpy()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from synth import background
+from synth import background, model_frames, model_input
 from vinterp.baselines import fallback_interpolate
 from vinterp.config import ConfigError, ModelConfig
 from vinterp.motion import motion_coefficients
@@ -17,17 +17,6 @@ from vinterp.warp import prior_frames
 FALLBACK = ModelConfig(n_in=4, netG="unet_32", ngf=8, flow_downscale=4, flow_prior="stream",
                        prior_gate=True, fallback="blend")
 T = torch.arange(1, 6, dtype=torch.float32) / 6
-
-
-def _tensor(frames: list[np.ndarray]) -> torch.Tensor:
-    h, w = frames[0].shape[:2]
-    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).reshape(1, 3 * len(frames), h, w)
-    return x.float() / 127.5 - 1
-
-
-def _frames(out: torch.Tensor) -> np.ndarray:
-    _, c, h, w = out.shape
-    return ((out.view(c // 3, 3, h, w).permute(0, 2, 3, 1) + 1) * 127.5).round().numpy()
 
 
 def _moved(x0: int, h: int = 64, w: int = 160) -> np.ndarray:
@@ -51,7 +40,7 @@ def test_untrained_fallback_model_is_the_fallback_baseline():
     exactly the `fallback` baseline (to rounding)."""
     ins = [_moved(x) for x in (36, 40, 52, 70)]
     with torch.no_grad():
-        got = _frames(build_generator(FALLBACK).eval()(_tensor(ins)))
+        got = model_frames(build_generator(FALLBACK).eval()(model_input(ins)))
     want = np.stack(fallback_interpolate(ins[1], ins[2], 5, ins[0], ins[3]))
     assert np.abs(got - want.astype(np.float64)).max() <= 1.0
 
@@ -59,7 +48,7 @@ def test_untrained_fallback_model_is_the_fallback_baseline():
 def test_fallback_keeps_a_static_pair_unchanged():
     f = background(64, 96, seed=2)
     with torch.no_grad():
-        got = _frames(build_generator(FALLBACK).eval()(_tensor([f, f, f, f])))
+        got = model_frames(build_generator(FALLBACK).eval()(model_input([f, f, f, f])))
     assert np.abs(got - f[None].astype(np.float64)).max() <= 1.0
     assert all(np.array_equal(g, f) for g in fallback_interpolate(f, f, 5))
 
@@ -73,16 +62,16 @@ def test_fallback_keeps_right_motion_and_cross_fades_wrong_motion():
     bg = background(h, w + 16, seed=3)
     a, b = bg[:, 8:8 + w], bg[:, :w]  # b is a moved 8 px to the right
     inner = (slice(None), slice(8, -8), slice(16, -16))
-    x = _tensor([a, b])
-    out = _frames(prior_frames(x, *_uniform_motion(8.0, h, w), T))
-    warp_only = _frames(prior_frames(x, *_uniform_motion(8.0, h, w), T, fallback="none"))
+    x = model_input([a, b])
+    out = model_frames(prior_frames(x, *_uniform_motion(8.0, h, w), T))
+    warp_only = model_frames(prior_frames(x, *_uniform_motion(8.0, h, w), T, fallback="none"))
     real = np.stack([bg[:, 8 - round(8 * t):8 - round(8 * t) + w] for t in T.tolist()])
     assert np.abs(out - warp_only)[inner].mean() < 0.5
     assert np.abs(out - real)[inner].mean() < 2.0
 
-    still = _tensor([a, a])
-    out = _frames(prior_frames(still, *_uniform_motion(8.0, h, w), T))
-    torn = _frames(prior_frames(still, *_uniform_motion(8.0, h, w), T, fallback="none"))
+    still = model_input([a, a])
+    out = model_frames(prior_frames(still, *_uniform_motion(8.0, h, w), T))
+    torn = model_frames(prior_frames(still, *_uniform_motion(8.0, h, w), T, fallback="none"))
     err, torn_err = np.abs(out - a)[inner].mean(), np.abs(torn - a)[inner].mean()
     assert err < 1.0 and torn_err > 10 * err
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from synth import background, moving_square
+from synth import background, model_frames, model_input, moving_square
 from vinterp.baselines import dis_interpolate, stream_interpolate
 from vinterp.config import ModelConfig
 from vinterp.motion import corr_channels, cost_volume, flows_at, prior_channels, prior_flows
@@ -79,17 +79,6 @@ def test_unknown_flow_prior_is_refused():
         build_generator(ModelConfig(netG="unet_32", ngf=8, flow_prior="raft"))
 
 
-def _stream_input(frames: list[np.ndarray]) -> torch.Tensor:
-    h, w = frames[0].shape[:2]
-    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).reshape(1, 3 * len(frames), h, w)
-    return x.float() / 127.5 - 1
-
-
-def _as_frames(out: torch.Tensor) -> np.ndarray:
-    _, c, h, w = out.shape
-    return ((out.view(c // 3, 3, h, w).permute(0, 2, 3, 1) + 1) * 127.5).round().numpy()
-
-
 def test_untrained_stream_model_is_the_stream_baseline_and_beats_dis_on_acceleration():
     """`flow_prior="stream"`: 4 frames in (I_-1, I_0, I_1, I_2), 5 out; the zero-initialised
     model reproduces the `stream` baseline (quadratic motion from the neighbours), which on an
@@ -109,7 +98,7 @@ def test_untrained_stream_model_is_the_stream_baseline_and_beats_dis_on_accelera
 
     ins = [frame(-1), frame(0), frame(1), frame(2)]
     with torch.no_grad():
-        got = _as_frames(G(_stream_input(ins)))
+        got = model_frames(G(model_input(ins)))
     want = np.stack(stream_interpolate(ins[1], ins[2], 5, ins[0], ins[3])).astype(np.float64)
     assert np.abs(got - want).max() <= 1.0
     real = np.stack([frame(k / 6) for k in range(1, 6)]).astype(np.float64)
@@ -122,7 +111,7 @@ def test_stream_model_without_neighbours_is_the_dis_model():
     cfg = ModelConfig(n_in=4, netG="unet_32", ngf=8, flow_downscale=4, flow_prior="stream")
     a, b = moving_square(2, h=64, w=96, size=16, vx=9, x0=20, seed=5)
     with torch.no_grad():
-        got = _as_frames(build_generator(cfg).eval()(_stream_input([a, a, b, b])))
+        got = model_frames(build_generator(cfg).eval()(model_input([a, a, b, b])))
     want = np.stack(dis_interpolate(a, b, 5)).astype(np.float64)
     assert np.abs(got - want).max() <= 1.0
 
@@ -131,7 +120,7 @@ def test_stream_model_keeps_a_static_pair_unchanged():
     f = background(64, 96, seed=2)
     cfg = ModelConfig(n_in=4, netG="unet_32", ngf=8, flow_downscale=4, flow_prior="stream")
     with torch.no_grad():
-        got = _as_frames(build_generator(cfg).eval()(_stream_input([f, f, f, f])))
+        got = model_frames(build_generator(cfg).eval()(model_input([f, f, f, f])))
     assert np.abs(got - f[None].astype(np.float64)).max() <= 1.0
 
 
@@ -155,7 +144,7 @@ def test_gated_prior_model_cannot_change_a_static_region():
     for k, f in enumerate(moving):
         f[24:40, 80 + 4 * k:96 + 4 * k] = patch  # only the right part moves
     with torch.no_grad():
-        got = _as_frames(G(_stream_input(moving)))
+        got = model_frames(G(model_input(moving)))
     want = np.stack(stream_interpolate(moving[1], moving[2], 5, moving[0], moving[3]))
     diff = np.abs(got - want.astype(np.float64))
     assert diff[:, :, :48].max() <= 1.0  # far from the motion: the prior's result

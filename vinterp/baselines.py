@@ -28,7 +28,13 @@ import numpy as np
 import torch
 
 from vinterp.blend import blend_frames, times
-from vinterp.motion import dis_flow, dis_flow_pair, flows_at, motion_coefficients
+from vinterp.motion import (
+    dis_flow,
+    dis_flow_pair,
+    flows_at,
+    motion_coefficients,
+    to_uint8_frames,
+)
 
 Baseline = Callable[..., list[np.ndarray]]
 
@@ -121,9 +127,7 @@ def fallback_interpolate(a: np.ndarray, b: np.ndarray, m: int, prev: np.ndarray 
     x = torch.from_numpy(np.concatenate([a, b], -1)).permute(2, 0, 1)[None].float()
     x = x / 127.5 - 1
     t = torch.tensor(times(m), dtype=torch.float32)
-    out = prior_frames(x, pair[None], coef[None], t, FALLBACK_DOWNSCALE)[0]
-    u8 = ((out + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
-    return list(u8.view(m, 3, *a.shape[:2]).permute(0, 2, 3, 1).numpy())
+    return list(to_uint8_frames(prior_frames(x, pair[None], coef[None], t, FALLBACK_DOWNSCALE))[0])
 
 
 def _stream_motion(a: np.ndarray, b: np.ndarray, m: int, prev: np.ndarray | None,
