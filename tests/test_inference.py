@@ -1,5 +1,7 @@
 """The Interpolator (loading, m from the checkpoint, padding, tiling) and the timing rules."""
 
+import subprocess
+import sys
 from fractions import Fraction
 
 import numpy as np
@@ -156,3 +158,39 @@ def test_bf16_autocast_runs_close_to_fp32(tmp_path):
     low = Interpolator(ck, device="cpu", precision="bf16").interpolate_pair(a, b)
     diff = [np.abs(r.astype(int) - x).mean() for r, x in zip(ref, low, strict=True)]
     assert max(diff) < 4
+
+
+_FAULTS = """
+import resource
+import torch
+
+def faults():  # minor page faults of allocating and freeing a 48 MB tensor 8 times
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(8):
+        torch.empty(12 * 2**20).fill_(1.0)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+plain = faults()
+from vinterp.config import ModelConfig
+from vinterp.inference import Interpolator
+from vinterp.networks import build_generator
+
+cfg = ModelConfig(**TINY)
+Interpolator.from_generator(build_generator(cfg), cfg, device="cpu")
+faults()  # the first block after the change is mapped once
+print(plain, faults())
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator")
+def test_freed_full_resolution_tensors_are_reused_not_page_faulted_anew():
+    """Per-pair tensors above glibc's 32 MB mmap threshold were unmapped when freed and
+    faulted in again for the next pair (a fifth of the upsample loop); `Interpolator` on the
+    CPU keeps them instead."""
+    script = f"TINY = {TINY!r}\n{_FAULTS}"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout.split()
+    plain, reused = int(out[0]), int(out[1])
+    pages = 12 * 2**20 * 4 // 4096
+    assert plain >= 6 * pages  # without it, every allocation faults its pages in
+    assert reused < pages

@@ -79,6 +79,8 @@ class Interpolator:
     architecture and m); `Interpolator.from_generator(G, cfg)` wraps a model in memory.
     `precision`: auto (fp16 on CUDA, fp32 elsewhere) | fp32 | fp16 | bf16 (autocast).
     `threads`: torch CPU threads (process-wide; None leaves torch's default).
+    On the CPU it also makes the C allocator reuse freed blocks (`devices.reuse_freed_memory`,
+    process-wide): per-pair full-resolution tensors otherwise page-fault in anew each time.
     `tile`: tile side in pixels (0: only tile padded frames over `max_pixels`, at 1024).
     """
 
@@ -92,6 +94,8 @@ class Interpolator:
             torch.set_num_threads(int(threads))
         self.device = pick_device(device)
         self.dtype = _pick_dtype(precision, self.device)
+        if self.device.type == "cpu":
+            devices.reuse_freed_memory()
         if _generator is not None:
             cfg, G, self.source = _config, _generator, "in-memory model"
             check_upsampling_model(cfg)
