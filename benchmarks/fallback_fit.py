@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from motion_stack import clip_windows  # noqa: E402
 
 from vinterp import motion  # noqa: E402
+from vinterp.baselines import STREAM_FLOW  # noqa: E402
 from vinterp.metrics import frame_psnr_ssim  # noqa: E402
 from vinterp.warp import prior_frames  # noqa: E402
 
@@ -49,7 +50,8 @@ def windows(path: Path, n: int, size: int):
         nxt = win[-1] if nxt is None else nxt[:h, :w]
         x = torch.from_numpy(np.concatenate([prev, win[0], win[-1], nxt], -1))
         x = x.permute(2, 0, 1)[None].float() / 127.5 - 1
-        yield win, x[:, 3:9].clone(), motion.prior_flows("stream", x)
+        yield win, x[:, 3:9].clone(), motion.prior_flows(
+            "stream", x, motion.FlowCache(method=STREAM_FLOW))
 
 
 def psnr(out: torch.Tensor, win: list[np.ndarray]) -> float:

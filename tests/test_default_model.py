@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from synth import background
 from vinterp.inference import Interpolator, default_model_path
@@ -30,17 +29,12 @@ def test_bundled_default_model_loads_and_interpolates_a_pair():
         assert np.abs(m.astype(int) - a).mean() < np.abs(b.astype(int) - a).mean() + 5
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known gap: the shipped model shows the square whole and in place at t = 1/6 and 5/6, but "
-    "at 2/6..4/6 only 13-15 of its 24 px stay opaque, as the `stream` and `fallback` baselines "
-    "do: DIS sees luma only, and in luma this red square (96) hardly differs from the grey "
-    "texture around it (119 +- 23), so DIS finds ~3 of its 12 px of motion (10 px on the red "
-    "channel alone) and the learned part does not correct it; strict, so this fails loudly "
-    "once a model passes"))
 def test_default_model_moves_one_object_instead_of_fading():
     """A red square moving 12 px between the endpoints must appear once, opaque and whole, near
     its interpolated position in every in-between. A cross-fade fails this: it shows two
-    half-transparent squares, opaque only where they overlap (12 px wide, not 24)."""
+    half-transparent squares, opaque only where they overlap (12 px wide, not 24). So did
+    luma-only DIS flow: in luma this red square (96) hardly differs from the grey texture
+    around it (119 +- 23); the default model's prior also reads the chroma planes."""
     interp = Interpolator(device="cpu")
     x0, d, size = 40, 12, 24
     mids = interp.interpolate_pair(_scene(x0), _scene(x0 + d))

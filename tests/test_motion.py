@@ -7,7 +7,17 @@ import torch
 from synth import background, model_frames, model_input, moving_square
 from vinterp.baselines import dis_interpolate, stream_interpolate
 from vinterp.config import ModelConfig
-from vinterp.motion import corr_channels, cost_volume, flows_at, prior_channels, prior_flows
+from vinterp.motion import (
+    FlowCache,
+    corr_channels,
+    cost_volume,
+    dis_colour_flow,
+    dis_flow,
+    flows_at,
+    prior_channels,
+    prior_flows,
+    velocity_candidate,
+)
 from vinterp.networks import build_generator
 
 
@@ -84,7 +94,7 @@ def test_untrained_stream_model_is_the_stream_baseline_and_beats_dis_on_accelera
     model reproduces the `stream` baseline (quadratic motion from the neighbours), which on an
     accelerating square puts it where it really is and `dis` (linear motion) does not."""
     cfg = ModelConfig(n_in=4, netG="unet_32", ngf=8, flow_downscale=4, flow_gain=4,
-                      flow_prior="stream")
+                      flow_prior="stream", flow_method="dis_colour", velocity_candidate=True)
     assert cfg.window == 7 and cfg.context == 2
     G = build_generator(cfg).eval()
     # A textured patch at x = 40 + 6t + 3t^2 for frames t = -1, 0, 1, 2 (x = 37, 40, 49, 64):
@@ -149,3 +159,52 @@ def test_gated_prior_model_cannot_change_a_static_region():
     diff = np.abs(got - want.astype(np.float64))
     assert diff[:, :, :48].max() <= 1.0  # far from the motion: the prior's result
     assert diff[:, :, 72:].max() > 5.0  # where it moves, the learned part acts
+
+
+def _red_square(x0: int, h: int = 128, w: int = 192) -> np.ndarray:
+    """A red square (luma 96) on a grey texture of about the same luma (119 +- 23)."""
+    grey = background(h, w, seed=7).mean(-1, keepdims=True).astype(np.uint8)
+    f = np.repeat(grey, 3, -1)
+    f[52:76, x0:x0 + 24] = (250, 30, 30)
+    return f
+
+
+def test_colour_flow_sees_motion_that_luma_cannot():
+    """DIS on luma barely sees a red square on grey of its brightness; `dis_colour_flow` takes
+    the chroma planes' flow there and finds the 12 px."""
+    a, b = _red_square(40), _red_square(52)
+    # the square's left part, which moves onto background (its right part overlaps itself)
+    square = (slice(56, 72), slice(41, 51))
+    luma = dis_flow(a, b)[square][..., 0].mean()
+    colour = dis_colour_flow(a, b)[square]
+    assert luma < 6
+    assert abs(colour[..., 0].mean() - 12) < 1.5 and abs(colour[..., 1]).mean() < 1.5
+
+
+def test_colour_flow_is_luma_flow_where_luma_sees_the_motion():
+    bg, patch = background(96, 128, seed=4), background(96, 128, seed=8)[:24, :24]
+    a, b = bg.copy(), bg.copy()
+    a[30:54, 30:54], b[30:54, 37:61] = patch, patch
+    assert np.array_equal(dis_colour_flow(a, b), dis_flow(a, b))
+
+
+def test_unknown_flow_method_is_refused():
+    with pytest.raises(ValueError, match="unknown flow method 'farneback'"):
+        FlowCache(method="farneback")
+
+
+def test_velocity_candidate_replaces_a_wrong_flow_and_keeps_a_right_one():
+    """Where the pair's flow misses a patch's 7 px motion and the neighbouring flow says it came
+    from 7 px the other way, constant velocity wins there; the still background keeps the
+    pair's flow, and the cached inputs are left as they were."""
+    bg, patch = background(96, 128, seed=4), background(96, 128, seed=8)[:24, :24]
+    a, b = bg.copy(), bg.copy()
+    a[30:54, 30:54], b[30:54, 37:61] = patch, patch
+    wrong = np.zeros((96, 128, 2), np.float32)  # "nothing moved"
+    back = np.zeros_like(wrong)
+    back[30:54, 30:54, 0] = -7.0  # the patch came from 7 px to the left
+    kept = (wrong.copy(), back.copy())
+    got = velocity_candidate(wrong, back, a, b)
+    assert np.allclose(got[34:50, 34:50, 0], 7.0)
+    assert np.array_equal(got[:, 70:], wrong[:, 70:])
+    assert np.array_equal(wrong, kept[0]) and np.array_equal(back, kept[1])

@@ -20,7 +20,8 @@ from vinterp.eval_sources import Source, WindowPlan, stream_windows
 from vinterp.networks import build_generator
 from vinterp.train import join_clip, split_clip
 
-STREAM = ModelConfig(n_in=4, netG="unet_32", ngf=8, flow_downscale=4, flow_prior="stream")
+STREAM = ModelConfig(n_in=4, netG="unet_32", ngf=8, flow_downscale=4, flow_prior="stream",
+                     flow_method="dis_colour", velocity_candidate=True)
 
 
 def numbered(n: int, h: int = 8, w: int = 8) -> list[np.ndarray]:
@@ -139,7 +140,7 @@ def test_flow_cache_computes_each_flow_once(monkeypatch):
 
     calls = []
     real = motion.dis_flow
-    monkeypatch.setattr(motion, "dis_flow", lambda a, b: calls.append(1) or real(a, b))
+    monkeypatch.setitem(motion.FLOW_METHODS, "dis", lambda a, b: calls.append(1) or real(a, b))
     f = accelerating(4)
     cache = motion.FlowCache(size=4)
     first = cache.flows([(f[0], f[1]), (f[1], f[0]), (f[1], f[2])])
@@ -154,7 +155,7 @@ def test_prefetched_flows_are_used_not_recomputed(monkeypatch):
 
     calls = []
     real = motion.dis_flow
-    monkeypatch.setattr(motion, "dis_flow", lambda a, b: calls.append(1) or real(a, b))
+    monkeypatch.setitem(motion.FLOW_METHODS, "dis", lambda a, b: calls.append(1) or real(a, b))
     f = accelerating(3)
     cache = motion.FlowCache()
     cache.prefetch([(f[0], f[1]), (f[1], f[0])])

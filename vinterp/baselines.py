@@ -11,7 +11,8 @@ calls, so a call depends only on its arguments.
   repeats frames.
 - `blend`: the cross-fade `(1 - t) a + t b`.
 - `dis`: OpenCV's DIS optical flow both ways plus backward warping (see `dis_interpolate`).
-- `stream`: `dis` with quadratic motion from the neighbouring inputs (see
+- `stream`: `dis` with quadratic motion from the neighbouring inputs, and DIS on the chroma
+  planes too where luma cannot see the motion (`motion.dis_colour_flow`; see
   `stream_interpolate`): the classical prior that the default model starts from.
 - `fallback`: `stream`, with the cross-fade where its warps fail (see `fallback_interpolate`):
   exactly what the untrained default model outputs.
@@ -28,11 +29,12 @@ import numpy as np
 import torch
 
 from vinterp.blend import blend_frames, times
+from vinterp.config import PRESETS
 from vinterp.motion import (
-    dis_flow,
+    FLOW_METHODS,
     dis_flow_pair,
     flows_at,
-    motion_coefficients,
+    stream_flows,
     to_uint8_frames,
 )
 
@@ -43,6 +45,10 @@ Baseline = Callable[..., list[np.ndarray]]
 # The `fallback` baseline decides at the default model's backbone resolution, so that the
 # untrained default model reproduces it.
 FALLBACK_DOWNSCALE = 4
+# `stream` and `fallback` use the default model's optical flow, so that the untrained default
+# model reproduces them; `dis` stays plain luma DIS, the classical reference.
+STREAM_FLOW = PRESETS["default"].model["flow_method"]
+STREAM_VELOCITY = PRESETS["default"].model["velocity_candidate"]
 
 MINTERPOLATE_OPTS = "mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1:search_param=64:scd=none"
 
@@ -93,9 +99,10 @@ def dis_interpolate(a: np.ndarray, b: np.ndarray, m: int, prev=None, nxt=None
 
 def stream_interpolate(a: np.ndarray, b: np.ndarray, m: int, prev: np.ndarray | None = None,
                        nxt: np.ndarray | None = None) -> list[np.ndarray]:
-    """`dis` with quadratic motion from the neighbouring inputs (QVI, Xu et al. 2019).
+    """`dis` with quadratic motion from the neighbouring inputs (QVI, Xu et al. 2019), from
+    the default model's optical flow (`STREAM_FLOW`: DIS, with chroma where luma is blind).
 
-    With DIS flows F01, F10 between the endpoints and F0,-1 (from `a` to `prev`), F12 (from `b`
+    With flows F01, F10 between the endpoints and F0,-1 (from `a` to `prev`), F12 (from `b`
     to `nxt`), each endpoint's pixels move with constant acceleration:
         D0(t) = ((F01 + F0,-1)/2) t^2 + ((F01 - F0,-1)/2) t,
         D1(s) = ((F10 + F12)/2) s^2 + ((F10 - F12)/2) s,   s = 1 - t,
@@ -132,17 +139,17 @@ def fallback_interpolate(a: np.ndarray, b: np.ndarray, m: int, prev: np.ndarray 
 
 def _stream_motion(a: np.ndarray, b: np.ndarray, m: int, prev: np.ndarray | None,
                    nxt: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Checked inputs -> DIS flows `(2, 2, H, W)` (F01, F10) and `stream`'s motion
-    coefficients `(2, 2, 2, H, W)` (`motion.motion_coefficients`), float32 pixels."""
+    """Checked inputs -> `STREAM_FLOW` flows `(2, 2, H, W)` (F01, F10, with the
+    `STREAM_VELOCITY` candidate) and `stream`'s motion coefficients `(2, 2, 2, H, W)`
+    (`motion.stream_flows`), float32 pixels."""
     _check(a, b, m)
     for n, what in ((prev, "prev"), (nxt, "nxt")):
         if n is not None and n.shape != a.shape:
             raise ValueError(f"{what} must have the endpoints' shape {a.shape}, got {n.shape}")
-    f01, f10 = (torch.from_numpy(f).permute(2, 0, 1) for f in dis_flow_pair(a, b))
-    back = None if prev is None else torch.from_numpy(dis_flow(a, prev)).permute(2, 0, 1)
-    fwd = None if nxt is None else torch.from_numpy(dis_flow(b, nxt)).permute(2, 0, 1)
-    coef = torch.stack([motion_coefficients(f01, back), motion_coefficients(f10, fwd)])
-    return torch.stack([f01, f10]), coef
+    flow = FLOW_METHODS[STREAM_FLOW]
+    back = None if prev is None else flow(a, prev)
+    fwd = None if nxt is None else flow(b, nxt)
+    return stream_flows(a, b, *dis_flow_pair(a, b, STREAM_FLOW), back, fwd, STREAM_VELOCITY)
 
 
 def _warp_blend(a: np.ndarray, b: np.ndarray, ft0: np.ndarray, ft1: np.ndarray

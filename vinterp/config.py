@@ -131,6 +131,11 @@ def flow_prior_names() -> tuple[str, ...]:
     return tuple(PRIORS)
 
 
+def flow_method_names() -> tuple[str, ...]:
+    from vinterp.motion import flow_method_names as names
+    return names()
+
+
 def fallback_names() -> tuple[str, ...]:
     from vinterp.motion import FALLBACKS
     return tuple(FALLBACKS)
@@ -215,6 +220,16 @@ class ModelConfig:
                            "from (dis: OpenCV DIS between the endpoints; stream: also the "
                            "inputs before and after the pair, for quadratic motion)",
                            OneOf(flow_prior_names))
+    # Flow head with a prior only: the optical flow it is computed with (motion.FLOW_METHODS);
+    # "dis" (luma only) is what checkpoints from before the option were made with.
+    flow_method: str = _opt("dis", "model", "flow head with a prior: its optical flow (dis: "
+                            "OpenCV DIS on luma; dis_colour: also DIS on the chroma planes, "
+                            "taken where luma cannot see the motion)", OneOf(flow_method_names))
+    # Stream prior only: the neighbouring pair's constant-velocity motion as a second motion
+    # candidate per endpoint (motion.velocity_candidate); False for checkpoints from before it.
+    velocity_candidate: bool = _opt(False, "model", "stream prior: take the constant "
+                                    "velocity from the neighbouring flow where it explains "
+                                    "the pair better than the pair's own flow")
     # Flow head with a prior only: scale the learned corrections, masks and residuals by a gate
     # that is 0 where the prior's flows explain the endpoints (see warp.prior_gate), so the
     # learned part cannot degrade static or well-estimated regions.
@@ -352,16 +367,16 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "default": Preset(
-        summary="the shipped model's recipe: 4:5 flow head seeded by the stream prior (DIS + "
-                "quadratic motion from the neighbouring inputs) with the cross-fade fallback and "
-                "gated learned corrections, "
-                "unet_64 ngf 32 at 1/4 resolution without normalisation, L1, Adam "
-                "lr 1e-4 beta1 0.9, 2+2 epochs at batch 4",
+        summary="the shipped model's recipe: 4:5 flow head seeded by the stream prior (DIS on "
+                "luma and chroma + quadratic motion from the neighbouring inputs) with the "
+                "cross-fade fallback and gated learned corrections, unet_64 ngf 32 at 1/4 "
+                "resolution without normalisation, L1, Adam lr 1e-4 beta1 0.9, 2+2 epochs at "
+                "batch 4",
         model=dict(n_out=5, netG="unet_64", ngf=32, norm="none", dropout=False, head="flow",
                    flow_downscale=4, flow_param="shared", flow_gain=8.0, corr_radius=0,
-                   flow_prior="stream", prior_gate=True, fallback="blend", netD="patchgan",
-                   ndf=32,
-                   n_layers_D=3),
+                   flow_prior="stream", flow_method="dis_colour", velocity_candidate=True,
+                   prior_gate=True,
+                   fallback="blend", netD="patchgan", ndf=32, n_layers_D=3),
         train=dict(crop=256, batch_size=4, lr=1e-4, beta1=0.9, n_epochs=2, n_epochs_decay=2,
                    gan_mode="vanilla", lambda_gan=0.0, lambda_l1=100.0, lambda_flow=0.0,
                    flip=True, reverse=True, val_windows=32, val_every_steps=250,

@@ -159,6 +159,10 @@ class FlowHead(nn.Module):
     beta = sigmoid(learned logit + `motion.fallback_logit`): the cross-fade takes over where the
     prior's two warps disagree more than the endpoints do (its motion is wrong there); the
     untrained model is then `prior_frames`, the `fallback` baseline.
+    `flow_method` (`motion.FLOW_METHODS`) is the prior's optical flow: dis (luma) or
+    dis_colour (chroma planes too, where luma is blind). With `velocity` (stream prior) each
+    endpoint's flow also has the neighbouring pair's constant velocity as a candidate
+    (`motion.velocity_candidate`).
     Flow channels are multiplied by `flow_gain` (in backbone pixels): with a zero-initialised
     last layer and Adam's bounded steps, a raw output grows by ~0.01 per step, so motions of
     tens of pixels would take thousands of steps to reach without a gain.
@@ -170,7 +174,8 @@ class FlowHead(nn.Module):
     def __init__(self, backbone: nn.Module, n_out: int, downscale: int = 1,
                  param: str = "shared", flow_gain: float = 1.0, corr_radius: int = 0,
                  backbone_multiple: int = 1, prior: str = "none", gated: bool = False,
-                 fallback: str = "none") -> None:
+                 fallback: str = "none", flow_method: str = "dis", velocity: bool = False
+                 ) -> None:
         super().__init__()
         if downscale < 1:
             raise ValueError(f"flow_downscale must be >= 1, got {downscale}")
@@ -189,8 +194,10 @@ class FlowHead(nn.Module):
             raise ValueError(f"fallback {fallback!r} needs a flow prior (it compares the "
                              "prior's warps with the endpoints)")
         self.fallback = fallback
-        # Reused DIS flows between consecutive calls on a stream (see motion.FlowCache).
-        self.flow_cache = FlowCache()
+        # Reused prior flows between consecutive calls on a stream (see motion.FlowCache).
+        self.flow_cache = FlowCache(method=flow_method)
+        self.flow_method = flow_method
+        self.velocity = bool(velocity) and prior == "stream"
         self.out_channels = head_channels(n_out, param, fallback)
         t = torch.arange(1, n_out + 1, dtype=torch.float32) / (n_out + 1)
         # Not saved in checkpoints: fully determined by n_out.
@@ -244,7 +251,7 @@ class FlowHead(nn.Module):
         x = x.float()
         prior = None
         if self.prior != "none":  # pair (B, 2, 2, H, W), coef (B, 2, 2, 2, H, W) pixels
-            prior = prior_flows(self.prior, x, self.flow_cache)
+            prior = prior_flows(self.prior, x, self.flow_cache, self.velocity)
         if self.n_in == 4:
             x = x[:, 3:9]  # the endpoints; the neighbours only shape the prior's motion
         small = x

@@ -1,0 +1,110 @@
+"""Luma-only DIS against `motion.dis_colour_flow` (chroma planes too), on TRAINING clips.
+
+    .venv/bin/python benchmarks/colour_flow.py --windows 6 --margins 4,8,16
+    .venv/bin/python benchmarks/colour_flow.py --windows 6 --velocity
+
+With `--velocity`, the colour flow with and without `motion.velocity_candidate` instead.
+
+For 7-frame windows at frame step 1 with their neighbouring inputs (as benchmarks/
+fallback_fit.py), spread over each clip at 640x360, the `fallback` prior's in-betweens
+(`warp.prior_frames`: quadratic motion, warps, cross-fade fallback) are made from each flow
+method and scored against the real frames (PSNR dB, mean per clip), with the mean time of one
+flow. `--margins` re-runs the colour flow with other `motion.COLOUR_MARGIN` values. The
+held-out clips are never used here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from fallback_fit import TRAINING_CLIPS, T, psnr  # noqa: E402
+from motion_stack import clip_windows  # noqa: E402
+
+from vinterp import motion  # noqa: E402
+from vinterp.warp import prior_frames  # noqa: E402
+
+
+def clip_inputs(path: Path, n: int, size: int) -> list[tuple[list[np.ndarray], torch.Tensor]]:
+    """(real frames, model input (1, 12, H, W) in [-1, 1]) per window, H, W multiples of 4."""
+    out = []
+    for win, prev, nxt in clip_windows(path, n, size, 5):
+        h, w = win[0].shape[0] // 4 * 4, win[0].shape[1] // 4 * 4
+        win = [f[:h, :w] for f in win]
+        prev = win[0] if prev is None else prev[:h, :w]
+        nxt = win[-1] if nxt is None else nxt[:h, :w]
+        x = torch.from_numpy(np.concatenate([prev, win[0], win[-1], nxt], -1))
+        out.append((win, x.permute(2, 0, 1)[None].float() / 127.5 - 1))
+    return out
+
+
+def score(method: str, inputs, velocity: bool = False) -> tuple[float, float]:
+    """(mean PSNR, mean ms per flow) of the fallback prior from `method`'s flows."""
+    fn, spent = motion.FLOW_METHODS[method], []
+
+    def timed(a, b):
+        t0 = time.perf_counter()
+        flow = fn(a, b)
+        spent.append(time.perf_counter() - t0)
+        return flow
+
+    motion.FLOW_METHODS["timed"] = timed
+    scores = []
+    for win, x in inputs:
+        cache = motion.FlowCache(workers=1, method="timed")
+        pair, coef = motion.prior_flows("stream", x, cache, velocity)
+        scores.append(psnr(prior_frames(x[:, 3:9].clone(), pair, coef, T), win))
+    return float(np.mean(scores)), 1000 * float(np.mean(spent))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "videos"))
+    ap.add_argument("--windows", type=int, default=6)
+    ap.add_argument("--size", type=int, default=360)
+    ap.add_argument("--margins", default=str(motion.COLOUR_MARGIN))
+    ap.add_argument("--velocity", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    if args.velocity:
+        compare_velocity(args)
+        return
+    margins = [float(v) for v in args.margins.split(",")]
+    gains: dict[float, list[float]] = {g: [] for g in margins}
+    for clip in TRAINING_CLIPS:
+        inputs = clip_inputs(Path(args.data) / clip, args.windows, args.size)
+        base, ms = score("dis", inputs)
+        line = f"{clip:34s} dis {base:.2f} ({ms:.0f} ms)"
+        for g in margins:
+            motion.COLOUR_MARGIN = g
+            got, ms = score("dis_colour", inputs)
+            gains[g].append(got - base)
+            line += f"  colour margin {g:g}: {got:.2f} ({ms:.0f} ms)"
+        print(line, flush=True)
+    for g in margins:
+        print(f"margin {g:g}: mean gain over luma DIS {np.mean(gains[g]):+.3f} dB, worst clip "
+              f"{min(gains[g]):+.3f}")
+
+
+def compare_velocity(args) -> None:
+    gains = []
+    for clip in TRAINING_CLIPS:
+        inputs = clip_inputs(Path(args.data) / clip, args.windows, args.size)
+        base, _ = score("dis_colour", inputs)
+        got, _ = score("dis_colour", inputs, velocity=True)
+        gains.append(got - base)
+        print(f"{clip:34s} dis_colour {base:.2f}  + velocity candidate {got:.2f}", flush=True)
+    print(f"velocity candidate: mean gain {np.mean(gains):+.3f} dB, worst clip {min(gains):+.3f}")
+
+
+if __name__ == "__main__":
+    main()
