@@ -3,12 +3,14 @@
     .venv/bin/python benchmarks/fallback_fit.py --windows 12 --size 360
 
 Windows of 7 frames at frame step 1 with their neighbouring inputs (as benchmarks/
-motion_stack.py), spread over each clip; the stream prior's flows are computed once per window,
-then every (sigma, bias, blur, pool) of the grid is scored through `warp.prior_frames` (PSNR dB
-of the 5 in-betweens, mean per clip). Prints each clip's best setting and the settings with the
-best mean gain over `stream` across clips, with the worst clip's gain beside it. The held-out
-clips (sam2_bedroom, sam2_05_default_juggle, intel_one-by-one-person-detection) are never used
-here: they only score the chosen setting, with `vinterp evaluate`.
+motion_stack.py), spread over each clip; the stream prior's flows (the default model's flow
+method and velocity candidate; the fit in docs/training.md predates both and used luma DIS)
+are computed once per window, then every (sigma, bias, blur, pool) of the grid is scored
+through `warp.prior_frames` (PSNR dB of the 5 in-betweens, mean per clip). Prints each clip's
+best setting and the settings with the best mean gain over `stream` across clips, with the
+worst clip's gain beside it. The held-out clips (sam2_bedroom, sam2_05_default_juggle,
+intel_one-by-one-person-detection) are never used here: they only score the chosen setting,
+with `vinterp evaluate`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from motion_stack import clip_windows  # noqa: E402
 
 from vinterp import motion  # noqa: E402
-from vinterp.baselines import STREAM_FLOW  # noqa: E402
+from vinterp.baselines import STREAM_FLOW, STREAM_VELOCITY  # noqa: E402
 from vinterp.metrics import frame_psnr_ssim  # noqa: E402
 from vinterp.warp import prior_frames  # noqa: E402
 
@@ -51,7 +53,7 @@ def windows(path: Path, n: int, size: int):
         x = torch.from_numpy(np.concatenate([prev, win[0], win[-1], nxt], -1))
         x = x.permute(2, 0, 1)[None].float() / 127.5 - 1
         yield win, x[:, 3:9].clone(), motion.prior_flows(
-            "stream", x, motion.FlowCache(method=STREAM_FLOW))
+            "stream", x, motion.FlowCache(method=STREAM_FLOW), STREAM_VELOCITY)
 
 
 def psnr(out: torch.Tensor, win: list[np.ndarray]) -> float:
