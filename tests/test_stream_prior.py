@@ -15,10 +15,9 @@ from synth import background, write_frames, write_prepared
 from vinterp.baselines import stream_interpolate
 from vinterp.checkpoint import model_state, save_checkpoint
 from vinterp.config import ModelConfig
-from vinterp.dataset import WindowDataset
+from vinterp.dataset import WindowDataset, join_clip, split_clip
 from vinterp.eval_sources import Source, WindowPlan, stream_windows
 from vinterp.networks import build_generator
-from vinterp.train import join_clip, split_clip
 
 STREAM = ModelConfig(n_in=4, netG="unet_32", ngf=8, flow_downscale=4, flow_prior="stream",
                      flow_method="dis_colour", velocity_candidate=True)

@@ -212,3 +212,27 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, self.per_rank() - self.skip)
+
+
+# ---------------------------------------------------------------------------------------------
+# A clip's layout: generator input and targets
+
+def split_clip(clip: torch.Tensor, n_out: int, context: int = 0
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A dataset clip -> (generator input, in-betweens `(B, 3*n_out, H, W)`).
+
+    context 0: clip `(B, 3*(n_out+2), H, W)` = I_0, in-betweens, I_1; input `(B, 6, H, W)`.
+    context 2: clip `(B, 3*(n_out+4), H, W)` = I_-1, I_0, in-betweens, I_1, I_2 (see
+    `WindowDataset`); input `(B, 12, H, W)` = I_-1, I_0, I_1, I_2.
+    """
+    c = 3 * (context // 2)
+    inner = clip[:, c:clip.shape[1] - c]
+    ends = torch.cat([clip[:, :c + 3], clip[:, clip.shape[1] - c - 3:]], 1)
+    return ends, inner[:, 3:-3]
+
+
+def join_clip(ends: torch.Tensor, mid: torch.Tensor, context: int = 0) -> torch.Tensor:
+    """The window the discriminator sees, `(B, 3*(n_out+2), H, W)`: I_0, `mid`, I_1, with the
+    endpoints taken from a `split_clip` input."""
+    c = 3 * (context // 2)
+    return torch.cat([ends[:, c:c + 3], mid, ends[:, c + 3:c + 6]], 1)

@@ -35,13 +35,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from vinterp import devices, losses
-from vinterp.atomic import atomic_write, write_text_atomic
-from vinterp.blend import blend_stack
 from vinterp.checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint
 from vinterp.config import (
     DEFAULT_PRESET,
@@ -52,7 +49,7 @@ from vinterp.config import (
     check_pair,
     preset_configs,
 )
-from vinterp.dataset import DatasetError, EpochSampler, WindowDataset
+from vinterp.dataset import DatasetError, EpochSampler, WindowDataset, join_clip, split_clip
 from vinterp.interrupts import (
     Interrupted,
     as_interrupted,
@@ -60,8 +57,8 @@ from vinterp.interrupts import (
     latched_interrupts,
     signals_as_interrupts,
 )
-from vinterp.metrics import psnr, ssim
-from vinterp.networks import build_discriminator, build_generator, generator_multiple
+from vinterp.networks import build_discriminator, build_generator
+from vinterp.validation import drop_rows_after, save_strip, validate
 
 CHECKPOINT_NAME = "latest.pt"
 ETA_AFTER_STEPS = 5  # steps of this call after which the start-up ETA is printed
@@ -190,35 +187,6 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    return x, h, w
-
-
-def split_clip(clip: torch.Tensor, n_out: int, context: int = 0
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A dataset clip -> (generator input, in-betweens `(B, 3*n_out, H, W)`).
-
-    context 0: clip `(B, 3*(n_out+2), H, W)` = I_0, in-betweens, I_1; input `(B, 6, H, W)`.
-    context 2: clip `(B, 3*(n_out+4), H, W)` = I_-1, I_0, in-betweens, I_1, I_2 (see
-    `WindowDataset`); input `(B, 12, H, W)` = I_-1, I_0, I_1, I_2.
-    """
-    c = 3 * (context // 2)
-    inner = clip[:, c:clip.shape[1] - c]
-    ends = torch.cat([clip[:, :c + 3], clip[:, clip.shape[1] - c - 3:]], 1)
-    return ends, inner[:, 3:-3]
-
-
-def join_clip(ends: torch.Tensor, mid: torch.Tensor, context: int = 0) -> torch.Tensor:
-    """The window the discriminator sees, `(B, 3*(n_out+2), H, W)`: I_0, `mid`, I_1, with the
-    endpoints taken from a `split_clip` input."""
-    c = 3 * (context // 2)
-    return torch.cat([ends[:, c:c + 3], mid, ends[:, c + 3:c + 6]], 1)
-
-
 @dataclass(frozen=True)
 class LinearDecay:
     """pix2pix 'linear' policy: lr factor 1 for n_epochs, then linear decay to 0 over the
@@ -233,90 +201,6 @@ class LinearDecay:
 
 def lr_lambda(cfg: TrainConfig) -> LinearDecay:
     return LinearDecay(cfg.n_epochs, cfg.n_epochs_decay)
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation
-
-def _to01(x: torch.Tensor) -> torch.Tensor:
-    """`(B, 3k, H, W)` in [-1, 1] -> `(B*k, 3, H, W)` in [0, 1]."""
-    return (losses.as_images(x) + 1) / 2
-
-
-@torch.no_grad()
-def validate(G: torch.nn.Module, ds: WindowDataset, model_cfg: ModelConfig, device: torch.device,
-             limit: int, progress: bool = False, check: Callable[[], None] | None = None
-             ) -> tuple[dict, torch.Tensor | None]:
-    """PSNR/SSIM of the model and of the linear blend over up to `limit` val windows (evenly
-    spaced, whole stored frames; `progress` shows a bar; `check` is called before each window,
-    so an interrupt latched meanwhile stops it). Returns the metrics and a strip
-    image `(3, 2h, T*w)` in [0, 1]: real clip above generated clip, for the first window."""
-    n = len(ds)
-    if n == 0:
-        return {}, None
-    idx = np.linspace(0, n - 1, min(n, limit) if limit else n).round().astype(int)
-    was_training = G.training
-    G.eval()
-    mult = generator_multiple(model_cfg)
-    sums = {"psnr": 0.0, "ssim": 0.0, "blend_psnr": 0.0, "blend_ssim": 0.0}
-    count, strip = 0, None
-    from tqdm import tqdm
-
-    for i in tqdm(list(dict.fromkeys(idx.tolist())), desc="validate", unit="window",
-                  leave=False, disable=not progress, dynamic_ncols=True):
-        if check is not None:
-            check()
-        clip = ds[i][0].unsqueeze(0).to(device)
-        ends, real = split_clip(clip, model_cfg.n_out, model_cfg.context)
-        window = join_clip(ends, real, model_cfg.context)
-        padded, h, w = _pad_to(ends, mult)
-        fake = G(padded)[..., :h, :w].clamp(-1, 1)
-        # The blend of the window's own endpoints (with context, `ends` holds 4 inputs).
-        blend = blend_stack(torch.cat([window[:, :3], window[:, -3:]], 1), model_cfg.n_out)
-        sums["psnr"] += psnr(_to01(fake), _to01(real)).mean().item()
-        sums["ssim"] += ssim(_to01(fake), _to01(real)).mean().item()
-        sums["blend_psnr"] += psnr(_to01(blend), _to01(real)).mean().item()
-        sums["blend_ssim"] += ssim(_to01(blend), _to01(real)).mean().item()
-        count += 1
-        if strip is None:
-            real_row = torch.cat(list(_to01(window)), 2)
-            fake_row = torch.cat(list(_to01(join_clip(ends, fake, model_cfg.context))), 2)
-            strip = torch.cat([real_row, fake_row], 1).cpu()
-    G.train(was_training)
-    return {k: v / count for k, v in sums.items()}, strip
-
-
-def _save_strip(strip: torch.Tensor, path: Path, max_width: int = 1600) -> None:
-    """A `(3, H, W)` image in [0, 1] as a PNG, at most `max_width` wide."""
-    from PIL import Image
-
-    img = (strip.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    im = Image.fromarray(img)
-    if im.width > max_width:
-        im = im.resize((max_width, round(im.height * max_width / im.width)), Image.BILINEAR)
-    with atomic_write(path) as f:
-        im.save(f, format="PNG")
-
-
-def drop_rows_after(metrics_path: Path, step: int) -> int:
-    """On resume: drop metrics rows past the checkpoint's step (and a torn last line). A row
-    is written before its checkpoint, so a run killed between the two has a row the resumed
-    run writes again. Rewrites the file atomically; returns how many rows were dropped."""
-    if not metrics_path.is_file():
-        return 0
-    keep, dropped = [], 0
-    for line in metrics_path.read_text().splitlines():
-        try:
-            row_step = json.loads(line)["step"]
-        except (ValueError, KeyError, TypeError):
-            row_step = None
-        if isinstance(row_step, int) and row_step <= step:
-            keep.append(line + "\n")
-        else:
-            dropped += 1
-    if dropped:
-        write_text_atomic(metrics_path, "".join(keep))
-    return dropped
 
 
 # ---------------------------------------------------------------------------------------------
@@ -611,7 +495,7 @@ def validate_and_log(run: Run) -> None:
     with (run.out / "metrics.jsonl").open("a") as f:
         f.write(json.dumps(row) + "\n")
     if strip is not None:
-        _save_strip(strip, run.out / "strips" / f"step_{run.step:06d}.png")
+        save_strip(strip, run.out / "strips" / f"step_{run.step:06d}.png")
     run.last_metrics = row
     _say(run, f"step {run.step} ({run.epoch} of {run.total_epochs} epochs done): val PSNR "
               f"{m['psnr']:.2f} dB "
