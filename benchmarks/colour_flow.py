@@ -27,24 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from fallback_fit import TRAINING_CLIPS, T, psnr  # noqa: E402
-from motion_stack import clip_windows  # noqa: E402
+from fallback_fit import TRAINING_CLIPS, T, psnr, window_inputs  # noqa: E402
 
 from vinterp import motion  # noqa: E402
 from vinterp.warp import prior_frames  # noqa: E402
-
-
-def clip_inputs(path: Path, n: int, size: int) -> list[tuple[list[np.ndarray], torch.Tensor]]:
-    """(real frames, model input (1, 12, H, W) in [-1, 1]) per window, H, W multiples of 4."""
-    out = []
-    for win, prev, nxt in clip_windows(path, n, size, 5):
-        h, w = win[0].shape[0] // 4 * 4, win[0].shape[1] // 4 * 4
-        win = [f[:h, :w] for f in win]
-        prev = win[0] if prev is None else prev[:h, :w]
-        nxt = win[-1] if nxt is None else nxt[:h, :w]
-        x = torch.from_numpy(np.concatenate([prev, win[0], win[-1], nxt], -1))
-        out.append((win, x.permute(2, 0, 1)[None].float() / 127.5 - 1))
-    return out
 
 
 def score(method: str, inputs, velocity: bool = False) -> tuple[float, float]:
@@ -81,7 +67,7 @@ def main() -> None:
     margins = [float(v) for v in args.margins.split(",")]
     gains: dict[float, list[float]] = {g: [] for g in margins}
     for clip in TRAINING_CLIPS:
-        inputs = clip_inputs(Path(args.data) / clip, args.windows, args.size)
+        inputs = list(window_inputs(Path(args.data) / clip, args.windows, args.size))
         base, ms = score("dis", inputs)
         line = f"{clip:34s} dis {base:.2f} ({ms:.0f} ms)"
         for g in margins:
@@ -98,7 +84,7 @@ def main() -> None:
 def compare_velocity(args) -> None:
     gains = []
     for clip in TRAINING_CLIPS:
-        inputs = clip_inputs(Path(args.data) / clip, args.windows, args.size)
+        inputs = list(window_inputs(Path(args.data) / clip, args.windows, args.size))
         base, _ = score("dis_colour", inputs)
         got, _ = score("dis_colour", inputs, velocity=True)
         gains.append(got - base)

@@ -42,16 +42,22 @@ GRID = {"FALLBACK_SIGMA": (3.0, 5.0), "FALLBACK_BIAS": (-3.0, 0.0, 3.0),
 T = torch.arange(1, 6, dtype=torch.float32) / 6
 
 
-def windows(path: Path, n: int, size: int):
-    """(real frames, endpoints tensor (1, 6, H, W), prior flows) per window, H, W cropped to
-    multiples of 4 (the default model's backbone scale)."""
+def window_inputs(path: Path, n: int, size: int):
+    """(real frames, stream model input `(1, 12, H, W)` in [-1, 1]: I_-1, I_0, I_1, I_2) per
+    window, H, W cropped to multiples of 4 (the default model's backbone scale); a missing
+    neighbour is its endpoint, as the model takes it."""
     for win, prev, nxt in clip_windows(path, n, size, 5):
         h, w = win[0].shape[0] // 4 * 4, win[0].shape[1] // 4 * 4
         win = [f[:h, :w] for f in win]
         prev = win[0] if prev is None else prev[:h, :w]
         nxt = win[-1] if nxt is None else nxt[:h, :w]
         x = torch.from_numpy(np.concatenate([prev, win[0], win[-1], nxt], -1))
-        x = x.permute(2, 0, 1)[None].float() / 127.5 - 1
+        yield win, x.permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
+def windows(path: Path, n: int, size: int):
+    """(real frames, endpoints tensor (1, 6, H, W), prior flows) per `window_inputs` window."""
+    for win, x in window_inputs(path, n, size):
         yield win, x[:, 3:9].clone(), motion.prior_flows(
             "stream", x, motion.FlowCache(method=STREAM_FLOW), STREAM_VELOCITY)
 
