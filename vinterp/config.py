@@ -132,8 +132,8 @@ def flow_prior_names() -> tuple[str, ...]:
 
 
 def flow_method_names() -> tuple[str, ...]:
-    from vinterp.motion import flow_method_names as names
-    return names()
+    from vinterp.motion import FLOW_METHODS
+    return tuple(FLOW_METHODS)
 
 
 def fallback_names() -> tuple[str, ...]:

@@ -154,10 +154,6 @@ def dis_colour_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 FLOW_METHODS = {"dis": dis_flow, "dis_colour": dis_colour_flow}
 
 
-def flow_method_names() -> tuple[str, ...]:
-    return tuple(FLOW_METHODS)
-
-
 def dis_flow_pair(a: np.ndarray, b: np.ndarray, method: str = "dis"
                   ) -> tuple[np.ndarray, np.ndarray]:
     """`(F01, F10)`: the flow `method` (`FLOW_METHODS`) both ways between two `(H, W, 3)` uint8
@@ -339,7 +335,7 @@ def prior_flows(prior: str, x: torch.Tensor, cache: FlowCache | None = None,
     for "stream", the `stream` baseline); `flows_at(coef, t)` gives the flows at each t.
     `velocity`: "stream" only, see `stream_flows`.
     """
-    frames = [[np.ascontiguousarray(g) for g in f] for f in to_uint8_frames(x)]
+    frames = to_uint8_frames(x)  # contiguous (B, n_in, H, W, 3): each frame is OpenCV-ready
     first = 1 if prior == "stream" else 0
     cache = cache or FlowCache()
     wanted = []  # per sample: (F01, F10, F0-1 or None, F12 or None) as frame pairs

@@ -196,8 +196,7 @@ class FlowHead(nn.Module):
         self.fallback = fallback
         # Reused prior flows between consecutive calls on a stream (see motion.FlowCache).
         self.flow_cache = FlowCache(method=flow_method)
-        self.flow_method = flow_method
-        self.velocity = bool(velocity) and prior == "stream"
+        self.velocity = bool(velocity)  # prior_flows uses it with the stream prior only
         self.out_channels = head_channels(n_out, param, fallback)
         t = torch.arange(1, n_out + 1, dtype=torch.float32) / (n_out + 1)
         # Not saved in checkpoints: fully determined by n_out.
