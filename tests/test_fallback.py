@@ -15,8 +15,8 @@ from vinterp.networks import build_generator
 from vinterp.warp import prior_frames
 
 FALLBACK = ModelConfig(n_in=4, netG="unet_32", ngf=8, flow_downscale=4, flow_prior="stream",
-                       flow_method="dis_colour", velocity_candidate=True, prior_gate=True,
-                       fallback="blend")
+                       flow_method="dis_colour", velocity_candidate=True, flow_reversal=2,
+                       prior_gate=True, fallback="blend")
 T = torch.arange(1, 6, dtype=torch.float32) / 6
 
 

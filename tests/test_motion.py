@@ -14,11 +14,13 @@ from vinterp.motion import (
     dis_colour_flow,
     dis_flow,
     flows_at,
+    motion_coefficients,
     prior_channels,
     prior_flows,
     velocity_candidate,
 )
 from vinterp.networks import build_generator
+from vinterp.warp import reverse_flows
 
 
 def _img(h=64, w=96, seed=1):
@@ -208,3 +210,23 @@ def test_velocity_candidate_replaces_a_wrong_flow_and_keeps_a_right_one():
     assert np.allclose(got[34:50, 34:50, 0], 7.0)
     assert np.array_equal(got[:, 70:], wrong[:, 70:])
     assert np.array_equal(wrong, kept[0]) and np.array_equal(back, kept[1])
+
+
+def test_flow_reversal_reads_the_motion_where_a_pixel_came_from():
+    """Under a zoom F01(x) = a x, pixel q is at q (1 + t a) at time t, so the true flow back
+    to frame 0 from p is -p t a / (1 + t a); read in place it is -p t a. Each fixed-point step
+    of `reverse_flows` shrinks the error by the factor t a, and a uniform motion, which has
+    no edges, is left as it is."""
+    h, w, a = 24, 200, 0.2
+    xs = torch.arange(w, dtype=torch.float32).expand(h, w)
+    f01 = torch.stack([a * xs, torch.zeros(h, w)])  # pixels at x move by a x (right)
+    coef = torch.stack([motion_coefficients(f01, None), motion_coefficients(-f01, None)])[None]
+    t = torch.tensor([0.5])
+    in_place = flows_at(coef, t)  # (1, 2, 1, 2, h, w)
+    truth = -xs * 0.5 * a / (1 + 0.5 * a)
+    inner = slice(20, 120)  # away from the border, where sampling would clamp
+    err0 = (in_place[0, 0, 0, 0, :, inner] - truth[:, inner]).abs().max()
+    err2 = (reverse_flows(in_place, 2)[0, 0, 0, 0, :, inner] - truth[:, inner]).abs().max()
+    assert err0 > 0.5 and err2 < 0.02 * err0
+    uniform = torch.full((1, 2, 5, 2, 8, 12), 3.5)
+    assert torch.allclose(reverse_flows(uniform, 2), uniform)

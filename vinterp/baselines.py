@@ -14,8 +14,8 @@ calls, so a call depends only on its arguments.
 - `stream`: `dis` with quadratic motion from the neighbouring inputs, and DIS on the chroma
   planes too where luma cannot see the motion (`motion.dis_colour_flow`; see
   `stream_interpolate`): the classical prior that the default model starts from.
-- `fallback`: `stream`, with the cross-fade where its warps fail (see `fallback_interpolate`):
-  exactly what the untrained default model outputs.
+- `fallback`: `stream` with flow reversal, and the cross-fade where its warps fail (see
+  `fallback_interpolate`): exactly what the untrained default model outputs.
 - `minterpolate`: ffmpeg's motion-compensated `minterpolate` filter, run through the ffmpeg
   binary bundled with imageio-ffmpeg (see `minterpolate_interpolate`).
 """
@@ -49,6 +49,8 @@ FALLBACK_DOWNSCALE = 4
 # model reproduces them; `dis` stays plain luma DIS, the classical reference.
 STREAM_FLOW = PRESETS["default"].model["flow_method"]
 STREAM_VELOCITY = PRESETS["default"].model["velocity_candidate"]
+# ... and `fallback` its flow reversal (at FALLBACK_DOWNSCALE, as the model does it).
+FALLBACK_REVERSAL = PRESETS["default"].model["flow_reversal"]
 
 MINTERPOLATE_OPTS = "mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1:search_param=64:scd=none"
 
@@ -119,12 +121,15 @@ def stream_interpolate(a: np.ndarray, b: np.ndarray, m: int, prev: np.ndarray | 
 
 def fallback_interpolate(a: np.ndarray, b: np.ndarray, m: int, prev: np.ndarray | None = None,
                          nxt: np.ndarray | None = None) -> list[np.ndarray]:
-    """`stream`'s motion, then the cross-fade wherever its warps fail (`warp.prior_frames`).
+    """`stream`'s motion, reversed, then the cross-fade wherever its warps fail
+    (`warp.prior_frames`).
 
-    Both endpoints are warped to each t with `stream`'s quadratic motion and time-blended, as
-    in `stream`; where the two warped endpoints differ more than the endpoints themselves
-    (`motion.fallback_logit`, decided at 1/4 resolution and blurred) the motion is wrong, and
-    the frame leans to the cross-fade `(1 - t) a + t b` instead: a soft double exposure there
+    Both endpoints are warped to each t with `stream`'s quadratic motion, read where each
+    in-between pixel came from rather than in place (`warp.reverse_flows`, FALLBACK_REVERSAL
+    steps at 1/4 resolution), and time-blended, as in `stream`; where the two warped
+    endpoints differ more than the endpoints themselves (`motion.fallback_logit`, decided at
+    1/4 resolution and blurred) the motion is wrong, and the frame leans to the cross-fade
+    `(1 - t) a + t b` instead: a soft double exposure there
     rather than torn, displaced content. Warps by `grid_sample` (the generator's), not
     `cv2.remap`. This is the untrained default model's output.
     """
@@ -134,7 +139,9 @@ def fallback_interpolate(a: np.ndarray, b: np.ndarray, m: int, prev: np.ndarray 
     x = torch.from_numpy(np.concatenate([a, b], -1)).permute(2, 0, 1)[None].float()
     x = x / 127.5 - 1
     t = torch.tensor(times(m), dtype=torch.float32)
-    return list(to_uint8_frames(prior_frames(x, pair[None], coef[None], t, FALLBACK_DOWNSCALE))[0])
+    out = prior_frames(x, pair[None], coef[None], t, FALLBACK_DOWNSCALE,
+                       reversal=FALLBACK_REVERSAL)
+    return list(to_uint8_frames(out)[0])
 
 
 def _stream_motion(a: np.ndarray, b: np.ndarray, m: int, prev: np.ndarray | None,

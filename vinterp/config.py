@@ -230,6 +230,12 @@ class ModelConfig:
     velocity_candidate: bool = _opt(False, "model", "stream prior: take the constant "
                                     "velocity from the neighbouring flow where it explains "
                                     "the pair better than the pair's own flow")
+    # Flow head with a prior only: fixed-point steps that read the prior's motion where each
+    # in-between pixel came from instead of in place (warp.reverse_flows); 0 for checkpoints
+    # from before it.
+    flow_reversal: int = _opt(0, "model", "flow head with a prior: fixed-point steps of flow "
+                              "reversal at the backbone's resolution (0: the prior's flows "
+                              "read in place)", AtLeast(0))
     # Flow head with a prior only: scale the learned corrections, masks and residuals by a gate
     # that is 0 where the prior's flows explain the endpoints (see warp.prior_gate), so the
     # learned part cannot degrade static or well-estimated regions.
@@ -368,14 +374,14 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "default": Preset(
         summary="the shipped model's recipe: 4:5 flow head seeded by the stream prior (DIS on "
-                "luma and chroma + quadratic motion from the neighbouring inputs) with the "
-                "cross-fade fallback and gated learned corrections, unet_64 ngf 32 at 1/4 "
-                "resolution without normalisation, L1, Adam lr 1e-4 beta1 0.9, 2+2 epochs at "
-                "batch 4",
+                "luma and chroma + quadratic motion from the neighbouring inputs, reversed "
+                "to each in-between) with the cross-fade fallback and gated learned "
+                "corrections, unet_64 ngf 32 at 1/4 resolution without normalisation, L1, "
+                "Adam lr 1e-4 beta1 0.9, 2+2 epochs at batch 4",
         model=dict(n_out=5, netG="unet_64", ngf=32, norm="none", dropout=False, head="flow",
                    flow_downscale=4, flow_param="shared", flow_gain=8.0, corr_radius=0,
                    flow_prior="stream", flow_method="dis_colour", velocity_candidate=True,
-                   prior_gate=True,
+                   flow_reversal=2, prior_gate=True,
                    fallback="blend", netD="patchgan", ndf=32, n_layers_D=3),
         train=dict(crop=256, batch_size=4, lr=1e-4, beta1=0.9, n_epochs=2, n_epochs_decay=2,
                    gan_mode="vanilla", lambda_gan=0.0, lambda_l1=100.0, lambda_flow=0.0,

@@ -318,7 +318,8 @@ def build_generator(cfg: ModelConfig) -> nn.Module:
     return FlowHead(backbone, cfg.n_out, cfg.flow_downscale, param, cfg.flow_gain,
                     cfg.corr_radius, backbone_multiple=_backbone_multiple(cfg),
                     prior=cfg.flow_prior, gated=cfg.prior_gate, fallback=cfg.fallback,
-                    flow_method=cfg.flow_method, velocity=cfg.velocity_candidate)
+                    flow_method=cfg.flow_method, velocity=cfg.velocity_candidate,
+                    reversal=cfg.flow_reversal)
 
 
 def build_discriminator(cfg: ModelConfig) -> nn.Module:
