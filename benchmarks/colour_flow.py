@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from fallback_fit import TRAINING_CLIPS, T, psnr, window_inputs  # noqa: E402
+from fallback_fit import TRAINING_CLIPS, T, psnr, report_gains, window_inputs  # noqa: E402
 
 from vinterp import motion  # noqa: E402
 from vinterp.warp import prior_frames  # noqa: E402
@@ -77,8 +77,7 @@ def main() -> None:
             line += f"  colour margin {g:g}: {got:.2f} ({ms:.0f} ms)"
         print(line, flush=True)
     for g in margins:
-        print(f"margin {g:g}: mean gain over luma DIS {np.mean(gains[g]):+.3f} dB, worst clip "
-              f"{min(gains[g]):+.3f}")
+        report_gains(f"margin {g:g}", gains[g], "luma DIS")
 
 
 def compare_velocity(args) -> None:
@@ -89,7 +88,7 @@ def compare_velocity(args) -> None:
         got, _ = score("dis_colour", inputs, velocity=True)
         gains.append(got - base)
         print(f"{clip:34s} dis_colour {base:.2f}  + velocity candidate {got:.2f}", flush=True)
-    print(f"velocity candidate: mean gain {np.mean(gains):+.3f} dB, worst clip {min(gains):+.3f}")
+    report_gains("velocity candidate", gains, "the colour flow")
 
 
 if __name__ == "__main__":

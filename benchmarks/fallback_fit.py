@@ -67,6 +67,12 @@ def psnr(out: torch.Tensor, win: list[np.ndarray]) -> float:
     return float(np.mean([frame_psnr_ssim(p, r)[0] for p, r in zip(u8, win[1:-1], strict=True)]))
 
 
+def report_gains(label: str, gains: list[float], over: str) -> None:
+    """Print one variant's per-clip `gains` (dB) as its mean and worst clip."""
+    print(f"{label}: mean gain over {over} {np.mean(gains):+.3f} dB, worst clip "
+          f"{min(gains):+.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "videos"))

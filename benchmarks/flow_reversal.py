@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from fallback_fit import TRAINING_CLIPS, T, psnr, windows  # noqa: E402
+from fallback_fit import TRAINING_CLIPS, T, psnr, report_gains, windows  # noqa: E402
 
 from vinterp.warp import prior_frames  # noqa: E402
 
@@ -52,8 +52,7 @@ def main() -> None:
             line += f"  {k} step(s) {got:.3f}"
         print(line, flush=True)
     for k in steps:
-        print(f"{k} step(s): mean gain {np.mean(gains[k]):+.3f} dB, worst clip "
-              f"{min(gains[k]):+.3f}")
+        report_gains(f"{k} step(s)", gains[k], "reading in place")
 
 
 if __name__ == "__main__":
