@@ -1,6 +1,7 @@
 """Where one pair's time goes inside the default model at 640x360 (run by hand; prints a table).
 
     .venv/bin/python benchmarks/pair_breakdown.py [--model PATH] [--clip PATH] [--pairs 20]
+        [--prefetch] [--precision bf16]
 
 Consecutive pairs of the clip (scaled to 640x360) go through `Interpolator.interpolate_pair`
 with their neighbours, as `vinterp upsample` hands them over, after 3 warm-up pairs. The
@@ -56,9 +57,10 @@ def main() -> None:
     ap.add_argument("--clip", default=str(CLIP))
     ap.add_argument("--pairs", type=int, default=20)
     ap.add_argument("--prefetch", action="store_true")
+    ap.add_argument("--precision", default="fp32", help="fp32 or bf16 (as upsample's)")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    interp = Interpolator(args.model, device="cpu")
+    interp = Interpolator(args.model, device="cpu", precision=args.precision)
     G = interp.generator
     method = G.flow_cache.method
     motion.FLOW_METHODS[method] = timed(f"flow method {method} (summed over threads)",
@@ -81,7 +83,8 @@ def main() -> None:
         pair(i)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     n = args.pairs
-    print(f"{n} pairs of {args.clip} at 640x360, prefetch {'on' if args.prefetch else 'off'}")
+    print(f"{n} pairs of {args.clip} at 640x360, prefetch {'on' if args.prefetch else 'off'}, "
+          f"{args.precision}")
     for name, s in SPENT.items():
         print(f"  {name:48s} {1000 * s / n:7.1f} ms")
     print(f"  {'whole pair (interpolate_pair), wall':48s} {1000 * wall / n:7.1f} ms")

@@ -91,6 +91,31 @@ def test_training_neighbours_stop_at_a_stored_scene_cut(tmp_path):
     assert [int(f[0, 0, 0]) for f in ds.frames(idx[9])] == [9, 9, 10, 11, 12, 15]
 
 
+def test_training_data_computes_the_generators_prior_as_the_generator_would(tmp_path):
+    # The training data's workers compute the prior; the generator given it must produce
+    # exactly what it produces computing the prior itself, augmentation included.
+    root = write_prepared(tmp_path / "p", {"a": (accelerating(24, w=256), "train")}, stride=4)
+    torch.manual_seed(0)
+    G = build_generator(STREAM).eval()
+    with torch.no_grad():
+        for p in G.parameters():  # a trained-looking head: the learned part acts on the prior
+            p.add_(torch.randn_like(p) * 0.05)
+    ds = WindowDataset(root, "train", window=7, crop=64, flip=True, reverse=True, seed=3,
+                       context=2, prior=G.prior_spec())
+    assert len(ds) >= 3
+    moved = 0.0
+    for i in range(3):
+        clip, _, pair, coef = ds[i]
+        assert pair.shape == (2, 2, 64, 64) and coef.shape == (2, 2, 2, 64, 64)
+        ends = split_clip(clip[None], 5, context=2)[0]
+        with torch.no_grad():
+            given = G(ends, prior=(pair[None], coef[None]))
+            own = G(ends)
+        assert torch.equal(given, own)
+        moved = max(moved, float(pair.abs().max()))
+    assert moved > 1  # the patch moves: the flows are not all zero
+
+
 @pytest.fixture(scope="module")
 def stream_model(tmp_path_factory) -> str:
     torch.manual_seed(0)

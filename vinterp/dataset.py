@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from data_prep.manifest import Manifest, ManifestError, Window, read_manifest
+from vinterp.motion import FlowCache, PriorSpec
 
 
 class DatasetError(Exception):
@@ -63,11 +64,16 @@ class WindowDataset(Dataset):
     "stream" flow prior takes them; where the sequence ends or a scene cut lies between, the
     neighbour is a copy of its endpoint, which the prior reads as "none". Teacher flows are
     always of the window alone.
+    With `prior` (a generator's `PriorSpec`) two more elements follow: the classical prior
+    flows of the augmented window's inputs, pair `(2, 2, h, w)` and coef `(2, 2, 2, h, w)`
+    float32 pixels (`motion.prior_flows`), which the generator then takes instead of computing
+    them. DataLoader workers compute them in parallel processes, so a GPU's training step is
+    not held up by one process's DIS calls; the values are those the generator would compute.
     """
 
     def __init__(self, root: str | Path, split: str, window: int, crop: int | None = None,
                  flip: bool = False, reverse: bool = False, seed: int = 0,
-                 teacher: bool = False, context: int = 0):
+                 teacher: bool = False, context: int = 0, prior: PriorSpec | None = None):
         self.root = Path(root)
         try:
             manifest = read_manifest(self.root)
@@ -89,6 +95,8 @@ class WindowDataset(Dataset):
         check_frames(manifest, self.windows, window)
         self.window, self.crop, self.flip, self.reverse = window, crop, flip, reverse
         self.seed, self.epoch, self.teacher = seed, 0, teacher
+        self.prior = prior
+        self._flow_cache = None if prior is None else FlowCache(size=0, method=prior.method)
         self._arrays: dict[str, np.ndarray] = {}
         if crop is not None:
             small = [n for n, (h, w) in self.sizes.items() if min(h, w) < crop]
@@ -128,7 +136,7 @@ class WindowDataset(Dataset):
             return end
         return other
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         clip = self.frames(index)
         if self.crop is not None:
             rng = np.random.default_rng([self.seed, self.epoch, index])
@@ -143,11 +151,14 @@ class WindowDataset(Dataset):
         clip = np.array(clip)  # (T, h, w, 3) uint8, a copy off the memory map
         t = torch.from_numpy(clip)
         t = t.permute(0, 3, 1, 2).reshape(-1, t.shape[1], t.shape[2]).float() / 127.5 - 1.0
-        weight = torch.tensor(self.windows[index].weight, dtype=torch.float32)
+        item = (t, torch.tensor(self.windows[index].weight, dtype=torch.float32))
         if self.teacher:
-            inner = clip[1:-1] if self.context else clip
-            return t, weight, teacher_flows(inner)
-        return t, weight
+            item += (teacher_flows(clip[1:-1] if self.context else clip),)
+        if self.prior is not None:
+            ends = split_clip(t[None], len(clip) - 2 - self.context, self.context)[0]
+            pair, coef = self.prior.flows(ends, self._flow_cache)
+            item += (pair[0], coef[0])
+        return item
 
 
 def _dis():

@@ -12,6 +12,9 @@ the flow head's motion, so training only has to learn where and how that flow is
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -178,17 +181,20 @@ class FlowCache:
                              f"{', '.join(FLOW_METHODS)}")
         self.size, self.workers, self.method = size, workers, method
         self._flows: dict[tuple, np.ndarray] = {}
-        self._pool = None
+        self._pool, self._pid = None, None
 
     @staticmethod
     def _key(a: np.ndarray, b: np.ndarray) -> tuple:
         return (a.shape, hash(a.tobytes()), hash(b.tobytes()))
 
     def _executor(self):
-        if self._pool is None:
+        # A forked process (a DataLoader worker) inherits the pool object but not its threads:
+        # it would wait forever on work submitted there, so each process makes its own.
+        if self._pool is None or self._pid != os.getpid():
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="dis")
+            self._pid = os.getpid()
         return self._pool
 
     def prefetch(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> None:
@@ -231,7 +237,7 @@ class FlowCache:
 
     def __getstate__(self) -> dict:  # a thread pool does not pickle; a copy starts without
         return {"size": self.size, "workers": self.workers, "method": self.method,
-                "_flows": {}, "_pool": None}
+                "_flows": {}, "_pool": None, "_pid": None}
 
 
 def to_uint8_frames(x: torch.Tensor) -> np.ndarray:
@@ -354,6 +360,27 @@ def prior_flows(prior: str, x: torch.Tensor, cache: FlowCache | None = None,
         pair.append(p)
         coef.append(c)
     return torch.stack(pair).to(x.device), torch.stack(coef).to(x.device)
+
+
+@dataclass(frozen=True)
+class PriorSpec:
+    """A generator's classical flow prior, as `prior_flows` computes it: the prior's name
+    (`PRIORS`), its flow method (`FLOW_METHODS`) and the velocity candidate. Lets the
+    training data compute the prior outside the generator (`dataset.WindowDataset`)."""
+
+    prior: str
+    method: str = "dis"
+    velocity: bool = False
+
+    def flows(self, x: torch.Tensor, cache: FlowCache | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`prior_flows` of x `(B, 3 n_in, H, W)` in [-1, 1] -> (pair, coef); `cache` must
+        use this spec's flow method."""
+        cache = cache or FlowCache(method=self.method)
+        if cache.method != self.method:
+            raise ValueError(f"the cache computes {cache.method!r} flows, the prior wants "
+                             f"{self.method!r}")
+        return prior_flows(self.prior, x, cache, self.velocity)
 
 
 # ---------------------------------------------------------------------------------------------

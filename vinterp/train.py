@@ -57,6 +57,7 @@ from vinterp.interrupts import (
     latched_interrupts,
     signals_as_interrupts,
 )
+from vinterp.motion import PriorSpec
 from vinterp.networks import build_discriminator, build_generator
 from vinterp.validation import drop_rows_after, save_strip, validate
 
@@ -310,12 +311,20 @@ def _init_device(cfg: TrainConfig) -> tuple[torch.device, int, int]:
     return device, rank, world
 
 
+def _prior_spec(model_cfg: ModelConfig) -> PriorSpec | None:
+    # The training data computes the generator's classical prior (in the DataLoader's worker
+    # processes when there are any), so that a fast device is not held up by DIS calls.
+    if model_cfg.head != "flow" or model_cfg.flow_prior == "none":
+        return None
+    return PriorSpec(model_cfg.flow_prior, model_cfg.flow_method, model_cfg.velocity_candidate)
+
+
 def _open_data(model_cfg: ModelConfig, cfg: TrainConfig,
                world: int) -> tuple[WindowDataset, WindowDataset]:
     try:
         train_ds = WindowDataset(cfg.data, "train", model_cfg.window, cfg.crop, cfg.flip,
                                  cfg.reverse, cfg.seed, teacher=losses.needs(cfg, "flows"),
-                                 context=model_cfg.context)
+                                 context=model_cfg.context, prior=_prior_spec(model_cfg))
         val_ds = WindowDataset(cfg.data, "val", model_cfg.window, context=model_cfg.context)
     except DatasetError as e:
         raise TrainError(str(e)) from None
@@ -429,16 +438,22 @@ def _generator_step(run: Run, x: losses.LossInputs) -> dict[str, float]:
 
 def train_step(run: Run, batch: list[torch.Tensor]) -> dict[str, float]:
     """One optimizer step on `batch` = (clips `(B, 3T, H, W)` (T + 2 frames with the stream
-    prior's context), weights `(B,)`[, teacher flows `(B, m, 2, 3, H, W)`]); advances the step
-    counters. Returns the loss terms."""
+    prior's context), weights `(B,)`[, teacher flows `(B, m, 2, 3, H, W)`][, the generator's
+    prior: pair `(B, 2, 2, H, W)`, coef `(B, 2, 2, 2, H, W)`]); advances the step counters.
+    Returns the loss terms."""
     dev = run.device
     clip, weight = batch[0].to(dev, non_blocking=True), batch[1].to(dev)
-    teacher = batch[2].to(dev) if len(batch) > 2 else None
+    teacher = batch[2].to(dev) if run.train_ds.teacher else None
+    prior = None
+    if run.train_ds.prior is not None:
+        prior = batch[-2].to(dev, non_blocking=True), batch[-1].to(dev, non_blocking=True)
     context = run.model_cfg.context
     ends, real = split_clip(clip, run.model_cfg.n_out, context)
     use_flows, use_gan = losses.needs(run.cfg, "flows"), losses.needs(run.cfg, "discriminator")
+    kwargs = {} if prior is None else {"prior": prior}
     with _autocast(run):
-        fake, aux = run.G_train(ends, return_aux=True) if use_flows else (run.G_train(ends), None)
+        fake, aux = (run.G_train(ends, return_aux=True, **kwargs) if use_flows
+                     else (run.G_train(ends, **kwargs), None))
     fake_clip = join_clip(ends, fake, context)
     # With lambda_gan 0 (an L1-only model) D is neither trained nor run: it would only cost
     # time. It stays in the checkpoint, untouched, so configs stay comparable.
@@ -529,6 +544,8 @@ def _worker_init(worker_id: int) -> None:
     # saves, then shuts the workers down in order); a worker that died of it mid-batch would
     # only add tracebacks from its feeder threads.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # (Not cv2.setNumThreads(1) here, against oversubscription: in a forked worker it hangs.
+    # OPENCV_FOR_THREADS_NUM=1 in the environment does the same safely.)
 
 
 def _loader(run: Run) -> DataLoader:

@@ -20,6 +20,7 @@ from vinterp.motion import (
     FALLBACKS,
     PRIOR_INPUTS,
     FlowCache,
+    PriorSpec,
     add_flows_at,
     cost_volume,
     fallback_logit,
@@ -208,20 +209,33 @@ class FlowHead(nn.Module):
         self.register_buffer("t", t, persistent=False)
         self.register_buffer("mask_prior", torch.log((1 - t) / t), persistent=False)
 
-    def forward(self, x: torch.Tensor, return_aux: bool = False):
+    def forward(self, x: torch.Tensor, return_aux: bool = False,
+                prior: tuple[torch.Tensor, torch.Tensor] | None = None):
         # `return_aux` goes through forward (not forward_with_aux) so DDP's gradient sync
         # hooks still run when training needs the flows.
-        return self._run(x, aux=True) if return_aux else self._run(x, aux=False)[0]
+        out = self._run(x, aux=return_aux, prior=prior)
+        return out if return_aux else out[0]
 
-    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def prior_spec(self) -> PriorSpec | None:
+        """What computes this head's classical prior outside it (None without a prior)."""
+        if self.prior == "none":
+            return None
+        return PriorSpec(self.prior, self.flow_cache.method, self.velocity)
+
+    def forward_with_aux(self, x: torch.Tensor,
+                         prior: tuple[torch.Tensor, torch.Tensor] | None = None
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Frames plus intermediates for visualisation and losses.
+
+        `prior`: the classical prior `(pair, coef)` as `prior_spec().flows(x)` gives it, when
+        it was computed elsewhere (the training data's workers); computed here when None.
 
         Returns `(frames, aux)`: frames `(B, 3m, H, W)` in [-1, 1]; aux has
         `flow0`, `flow1`: `(B, m, 2, H, W)` pixels (F_t->0, F_t->1); `mask`: `(B, m, 1, H, W)`
         in (0, 1), weight of the warped I_0; `residual`: `(B, m, 3, H, W)`;
         `warped0`, `warped1`: `(B, m, 3, H, W)` the warped endpoints.
         """
-        return self._run(x, aux=True)
+        return self._run(x, aux=True, prior=prior)
 
     def _fields(self, raw: torch.Tensor, fallback: torch.Tensor | None = None) -> torch.Tensor:
         """Backbone output `(B, head_channels, h, w)` -> `(B, 8m, h, w)`:
@@ -243,7 +257,9 @@ class FlowHead(nn.Module):
             parts.append(torch.sigmoid(raw[:, 8 * m:9 * m] + fallback))
         return torch.cat(parts, 1)
 
-    def _run(self, x: torch.Tensor, aux: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _run(self, x: torch.Tensor, aux: bool,
+             prior: tuple[torch.Tensor, torch.Tensor] | None = None
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         b, c, h, w = x.shape
         if c != 3 * self.n_in:
             raise ValueError(f"the flow head with prior {self.prior!r} takes {self.n_in} frames "
@@ -253,8 +269,9 @@ class FlowHead(nn.Module):
             raise ValueError(f"flow head input is {h}x{w}; height and width must be multiples "
                              f"of flow_downscale={s}")
         x = x.float()
-        prior = None
-        if self.prior != "none":  # pair (B, 2, 2, H, W), coef (B, 2, 2, 2, H, W) pixels
+        if self.prior == "none":
+            prior = None
+        elif prior is None:  # pair (B, 2, 2, H, W), coef (B, 2, 2, 2, H, W) pixels
             prior = prior_flows(self.prior, x, self.flow_cache, self.velocity)
         if self.n_in == 4:
             x = x[:, 3:9]  # the endpoints; the neighbours only shape the prior's motion
