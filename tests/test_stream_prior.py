@@ -116,6 +116,30 @@ def test_training_data_computes_the_generators_prior_as_the_generator_would(tmp_
     assert moved > 1  # the patch moves: the flows are not all zero
 
 
+def test_interpolator_computes_the_prior_from_the_uint8_frames_as_the_generator_would(
+        monkeypatch):
+    # The Interpolator hands the generator a prior made from the decoded uint8 frames (no
+    # requantisation); the in-betweens must be those of the generator computing it itself.
+    from vinterp.inference import Interpolator
+
+    torch.manual_seed(1)
+    G = build_generator(STREAM).eval()
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    interp = Interpolator.from_generator(G, STREAM, device="cpu")
+    f = accelerating(4)
+    with monkeypatch.context() as mp:  # the generator's own (float-input) path is not taken
+        mp.setattr("vinterp.warp.prior_flows", lambda *a, **k: pytest.fail("requantised"))
+        got = np.stack(interp.interpolate_pair(f[1], f[2], f[0], f[3]))
+    x = torch.from_numpy(np.concatenate(f, -1)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        own = G(x)
+    want = ((own + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    want = want.view(5, 3, *own.shape[-2:]).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.fixture(scope="module")
 def stream_model(tmp_path_factory) -> str:
     torch.manual_seed(0)

@@ -341,7 +341,15 @@ def prior_flows(prior: str, x: torch.Tensor, cache: FlowCache | None = None,
     for "stream", the `stream` baseline); `flows_at(coef, t)` gives the flows at each t.
     `velocity`: "stream" only, see `stream_flows`.
     """
-    frames = to_uint8_frames(x)  # contiguous (B, n_in, H, W, 3): each frame is OpenCV-ready
+    pair, coef = prior_flows_of_frames(prior, to_uint8_frames(x), cache, velocity)
+    return pair.to(x.device), coef.to(x.device)
+
+
+def prior_flows_of_frames(prior: str, frames: np.ndarray, cache: FlowCache | None = None,
+                          velocity: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """`prior_flows` of frames already in uint8: `(B, n_in, H, W, 3)` RGB, C-contiguous (each
+    frame OpenCV-ready), as decoded video gives them; (pair, coef) on the CPU. Skips the
+    float -> uint8 requantisation that `prior_flows` makes (it gives the same frames back)."""
     first = 1 if prior == "stream" else 0
     cache = cache or FlowCache()
     wanted = []  # per sample: (F01, F10, F0-1 or None, F12 or None) as frame pairs
@@ -359,7 +367,7 @@ def prior_flows(prior: str, x: torch.Tensor, cache: FlowCache | None = None,
         p, c = stream_flows(*w[0], *flows, velocity=velocity and prior == "stream")
         pair.append(p)
         coef.append(c)
-    return torch.stack(pair).to(x.device), torch.stack(coef).to(x.device)
+    return torch.stack(pair), torch.stack(coef)
 
 
 @dataclass(frozen=True)
@@ -372,15 +380,23 @@ class PriorSpec:
     method: str = "dis"
     velocity: bool = False
 
-    def flows(self, x: torch.Tensor, cache: FlowCache | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`prior_flows` of x `(B, 3 n_in, H, W)` in [-1, 1] -> (pair, coef); `cache` must
-        use this spec's flow method."""
+    def _cache(self, cache: FlowCache | None) -> FlowCache:
         cache = cache or FlowCache(method=self.method)
         if cache.method != self.method:
             raise ValueError(f"the cache computes {cache.method!r} flows, the prior wants "
                              f"{self.method!r}")
-        return prior_flows(self.prior, x, cache, self.velocity)
+        return cache
+
+    def flows(self, x: torch.Tensor, cache: FlowCache | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`prior_flows` of x `(B, 3 n_in, H, W)` in [-1, 1] -> (pair, coef); `cache` must
+        use this spec's flow method."""
+        return prior_flows(self.prior, x, self._cache(cache), self.velocity)
+
+    def flows_of_frames(self, frames: np.ndarray, cache: FlowCache | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`prior_flows_of_frames` of `(B, n_in, H, W, 3)` uint8 frames, on the CPU."""
+        return prior_flows_of_frames(self.prior, frames, self._cache(cache), self.velocity)
 
 
 # ---------------------------------------------------------------------------------------------
