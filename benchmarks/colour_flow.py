@@ -2,8 +2,12 @@
 
     .venv/bin/python benchmarks/colour_flow.py --windows 6 --margins 4,8,16
     .venv/bin/python benchmarks/colour_flow.py --windows 6 --velocity
+    .venv/bin/python benchmarks/colour_flow.py --windows 4 --dis-settings
 
-With `--velocity`, the colour flow with and without `motion.velocity_candidate` instead.
+With `--velocity`, the colour flow with and without `motion.velocity_candidate` instead. With
+`--dis-settings`, the default prior's flow (colour flow + velocity candidate) with cheaper
+settings of its luma DIS (fewer variational refinement iterations, the FAST preset) against
+the MEDIUM preset it uses.
 
 For 7-frame windows at frame step 1 with their neighbouring inputs (as benchmarks/
 fallback_fit.py), spread over each clip at 640x360, the `fallback` prior's in-betweens
@@ -59,10 +63,14 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=360)
     ap.add_argument("--margins", default=str(motion.COLOUR_MARGIN))
     ap.add_argument("--velocity", action="store_true")
+    ap.add_argument("--dis-settings", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(2)
     if args.velocity:
         compare_velocity(args)
+        return
+    if args.dis_settings:
+        compare_dis_settings(args)
         return
     margins = [float(v) for v in args.margins.split(",")]
     gains: dict[float, list[float]] = {g: [] for g in margins}
@@ -89,6 +97,42 @@ def compare_velocity(args) -> None:
         gains.append(got - base)
         print(f"{clip:34s} dis_colour {base:.2f}  + velocity candidate {got:.2f}", flush=True)
     report_gains("velocity candidate", gains, "the colour flow")
+
+
+def luma_dis(preset: str, refinement: int | None = None):
+    """A `motion.dis_flow` with another OpenCV DIS preset / variational refinement count."""
+    import cv2
+
+    def flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{preset}"))
+        if refinement is not None:
+            dis.setVariationalRefinementIterations(refinement)
+        return dis.calc(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY),
+                        None)
+    return flow
+
+
+def compare_dis_settings(args) -> None:
+    medium = motion.dis_flow
+    variants = {"medium, refinement 0": luma_dis("MEDIUM", 0),
+                "medium, refinement 2": luma_dis("MEDIUM", 2), "fast": luma_dis("FAST")}
+    gains: dict[str, list[float]] = {k: [] for k in variants}
+    try:
+        for clip in TRAINING_CLIPS:
+            inputs = list(window_inputs(Path(args.data) / clip, args.windows, args.size))
+            motion.dis_flow = medium  # dis_colour_flow looks it up when called
+            base, ms = score("dis_colour", inputs, velocity=True)
+            line = f"{clip:34s} medium {base:.2f} ({ms:.0f} ms)"
+            for name, fn in variants.items():
+                motion.dis_flow = fn
+                got, ms = score("dis_colour", inputs, velocity=True)
+                gains[name].append(got - base)
+                line += f" | {name} {got - base:+.3f} ({ms:.0f} ms)"
+            print(line, flush=True)
+    finally:
+        motion.dis_flow = medium
+    for name in variants:
+        report_gains(name, gains[name], "medium")
 
 
 if __name__ == "__main__":

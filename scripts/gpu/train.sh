@@ -8,7 +8,8 @@
 # A dry run on this CPU: DEVICE=cpu WORKERS=2 LIMIT=30 BUDGET=200 CAL=40 \
 #     PY=$PWD/.venv/bin/python OUT=/tmp/gpu_out bash scripts/gpu/train.sh
 # env: BUDGET (s, whole script), WORKERS (DataLoader processes: they compute the prior's DIS
-# flows, the bottleneck), DEVICE, LIMIT (frames per video), CAL (timing steps), PY, OUT, WORK
+# flows, the bottleneck), DEVICE, LIMIT (frames per video), CAL (timing steps), PY, OUT, WORK;
+# arguments: more `vinterp train` options for both runs (a variant: --lambda-census 1, ...)
 set -u
 export PYTHONUNBUFFERED=1 OPENCV_FOR_THREADS_NUM=1
 START=$(date +%s)
@@ -33,7 +34,7 @@ echo "decoded at $(( $(date +%s) - START )) s"
 V prepare "$W"/frames -o "$W"/prepared --val sam2_bedroom --val sam2_05_default_juggle \
     --val intel_one-by-one-person-detection 2>&1 | tail -4
 echo "prepared at $(( $(date +%s) - START )) s"
-COMMON=(--data "$W"/prepared --device "$DEVICE" --batch-size 16 --lr 2e-4 --no-amp --num-workers "$WORKERS" --log-every 20)
+COMMON=(--data "$W"/prepared --device "$DEVICE" --batch-size 16 --lr 2e-4 --no-amp --num-workers "$WORKERS" --log-every 20 "$@")
 V train "${COMMON[@]}" --out "$W"/cal --max-steps ${CAL:-100} --val-windows 2 > "$W"/cal.log 2>&1
 grep -E "steps/s|rror" "$W"/cal.log | tail -3
 NOW=$(( $(date +%s) - START ))
