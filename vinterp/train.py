@@ -311,20 +311,15 @@ def _init_device(cfg: TrainConfig) -> tuple[torch.device, int, int]:
     return device, rank, world
 
 
-def _prior_spec(model_cfg: ModelConfig) -> PriorSpec | None:
-    # The training data computes the generator's classical prior (in the DataLoader's worker
-    # processes when there are any), so that a fast device is not held up by DIS calls.
-    if model_cfg.head != "flow" or model_cfg.flow_prior == "none":
-        return None
-    return PriorSpec(model_cfg.flow_prior, model_cfg.flow_method, model_cfg.velocity_candidate)
-
-
-def _open_data(model_cfg: ModelConfig, cfg: TrainConfig,
-               world: int) -> tuple[WindowDataset, WindowDataset]:
+def _open_data(model_cfg: ModelConfig, cfg: TrainConfig, world: int,
+               prior: PriorSpec | None = None) -> tuple[WindowDataset, WindowDataset]:
+    # With `prior` the training data computes the generator's classical prior (in the
+    # DataLoader's worker processes when there are any), so a fast device is not held up by
+    # DIS calls.
     try:
         train_ds = WindowDataset(cfg.data, "train", model_cfg.window, cfg.crop, cfg.flip,
                                  cfg.reverse, cfg.seed, teacher=losses.needs(cfg, "flows"),
-                                 context=model_cfg.context, prior=_prior_spec(model_cfg))
+                                 context=model_cfg.context, prior=prior)
         val_ds = WindowDataset(cfg.data, "val", model_cfg.window, context=model_cfg.context)
     except DatasetError as e:
         raise TrainError(str(e)) from None
@@ -341,11 +336,12 @@ def setup(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
     """Everything a run needs, seeded, with `resume`'s state loaded if given."""
     check_pair(model_cfg, cfg)
     device, rank, world = _init_device(cfg)
-    train_ds, val_ds = _open_data(model_cfg, cfg, world)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     G = build_generator(model_cfg).to(device)
+    prior_spec = getattr(G, "prior_spec", None)  # flow heads only
+    train_ds, val_ds = _open_data(model_cfg, cfg, world, prior_spec() if prior_spec else None)
     D = build_discriminator(model_cfg).to(device)
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
