@@ -218,3 +218,44 @@ def test_a_batch_larger_than_the_flow_cache():
     pairs = [(f[i], f[i + 1]) for i in range(5)] * 2
     got = motion.FlowCache(size=2).flows(pairs)
     assert len(got) == 10 and np.array_equal(got[7], motion.dis_flow(f[2], f[3]))
+
+
+@pytest.mark.parametrize(("backward", "per_pair"), [("dis", 2), ("inverted", 1)])
+def test_a_stream_costs_one_flow_call_per_input_pair_with_inverted_backward_flows(
+        monkeypatch, tmp_path, backward, per_pair):
+    """Through `vinterp upsample` with real files: a stream model whose backward flows are
+    inverted forward ones makes one flow-method call per input pair, and its in-betweens are
+    the generator's own on each pair (the Interpolator's prefetch and cache change nothing)."""
+    from vinterp import motion
+
+    calls = []
+    real = motion.FLOW_METHODS["dis_colour"]
+    monkeypatch.setitem(motion.FLOW_METHODS, "dis_colour",
+                        lambda a, b: calls.append(1) or real(a, b))
+    cfg = ModelConfig(**{**STREAM.__dict__, "backward_flows": backward})
+    torch.manual_seed(0)
+    model = save_checkpoint(tmp_path / "m.pt", model_state(cfg, build_generator(cfg).state_dict()))
+    frames = accelerating(7)
+    src = write_frames(tmp_path / "in", frames)
+    res = CliRunner().invoke(main, ["upsample", str(src), "-o", str(tmp_path / "o" / "%04d.png"),
+                                    "--model", str(model), "--no-scene-detect", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert len(calls) == per_pair * (len(frames) - 1)
+
+
+def test_inverted_flows_undo_the_forward_motion():
+    from vinterp.motion import invert_flow
+
+    shift = np.zeros((40, 60, 2), np.float32)
+    shift[...] = (3.0, -2.0)
+    np.testing.assert_allclose(invert_flow(shift), -shift)
+    # A zoom about the centre, F(p) = k (p - c): the inverse is -k / (1 + k) (q - c). One
+    # fixed-point step is closer to it than the flow read in place (-F).
+    k = 0.1
+    ys, xs = np.mgrid[0:40, 0:60].astype(np.float32)
+    zoom = np.dstack([k * (xs - 30), k * (ys - 20)]).astype(np.float32)
+    exact = -k / (1 + k) * np.dstack([xs - 30, ys - 20])
+    inner = (slice(8, -8), slice(8, -8))
+    err_inverted = np.abs(invert_flow(zoom) - exact)[inner].max()
+    err_in_place = np.abs(-zoom - exact)[inner].max()
+    assert err_inverted < 0.5 * err_in_place

@@ -33,7 +33,9 @@ from vinterp.config import PRESETS
 from vinterp.motion import (
     FLOW_METHODS,
     dis_flow_pair,
+    flow_requests,
     flows_at,
+    resolve_flows,
     stream_flows,
     to_uint8_frames,
 )
@@ -49,6 +51,7 @@ FALLBACK_DOWNSCALE = 4
 # model reproduces them; `dis` stays plain luma DIS, the classical reference.
 STREAM_FLOW = PRESETS["default"].model["flow_method"]
 STREAM_VELOCITY = PRESETS["default"].model["velocity_candidate"]
+STREAM_BACKWARD = PRESETS["default"].model.get("backward_flows", "dis")
 # ... and `fallback` its flow reversal (at FALLBACK_DOWNSCALE, as the model does it).
 FALLBACK_REVERSAL = PRESETS["default"].model["flow_reversal"]
 
@@ -154,9 +157,9 @@ def _stream_motion(a: np.ndarray, b: np.ndarray, m: int, prev: np.ndarray | None
         if n is not None and n.shape != a.shape:
             raise ValueError(f"{what} must have the endpoints' shape {a.shape}, got {n.shape}")
     flow = FLOW_METHODS[STREAM_FLOW]
-    back = None if prev is None else flow(a, prev)
-    fwd = None if nxt is None else flow(b, nxt)
-    return stream_flows(a, b, *dis_flow_pair(a, b, STREAM_FLOW), back, fwd, STREAM_VELOCITY)
+    wanted = flow_requests(a, b, prev, nxt, STREAM_BACKWARD)
+    flows = resolve_flows([None if p is None else flow(*p) for p in wanted], STREAM_BACKWARD)
+    return stream_flows(a, b, *flows, STREAM_VELOCITY)
 
 
 def _warp_blend(a: np.ndarray, b: np.ndarray, ft0: np.ndarray, ft1: np.ndarray

@@ -136,6 +136,11 @@ def flow_method_names() -> tuple[str, ...]:
     return tuple(FLOW_METHODS)
 
 
+def backward_flow_names() -> tuple[str, ...]:
+    from vinterp.motion import BACKWARD_FLOWS
+    return tuple(BACKWARD_FLOWS)
+
+
 def fallback_names() -> tuple[str, ...]:
     from vinterp.motion import FALLBACKS
     return tuple(FALLBACKS)
@@ -230,6 +235,12 @@ class ModelConfig:
     velocity_candidate: bool = _opt(False, "model", "stream prior: take the constant "
                                     "velocity from the neighbouring flow where it explains "
                                     "the pair better than the pair's own flow")
+    # Flow head with a prior only: how the flows against time order are made
+    # (motion.BACKWARD_FLOWS); "dis" (their own DIS calls) for checkpoints from before it.
+    backward_flows: str = _opt("dis", "model", "flow head with a prior: the flows against time "
+                               "order (dis: their own flow call; inverted: the forward flow "
+                               "inverted, one flow call per input pair in a stream)",
+                               OneOf(backward_flow_names))
     # Flow head with a prior only: fixed-point steps that read the prior's motion where each
     # in-between pixel came from instead of in place (warp.reverse_flows); 0 for checkpoints
     # from before it.

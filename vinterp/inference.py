@@ -178,7 +178,8 @@ class Interpolator:
                 or h % self.multiple or w % self.multiple or self.tile
                 or h * w > self.max_pixels):
             return
-        cache.prefetch([(a, b), (b, a)])
+        spec = self.generator.prior_spec()
+        cache.prefetch([(a, b)] if spec.backward == "inverted" else [(a, b), (b, a)])
 
     def _forward(self, x: torch.Tensor, prior: tuple | None = None) -> torch.Tensor:
         kwargs = {} if prior is None else {"prior": prior}

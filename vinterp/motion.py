@@ -156,6 +156,53 @@ def dis_colour_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # Optical flow methods a flow prior can use (`ModelConfig.flow_method`); looked up when called.
 FLOW_METHODS = {"dis": dis_flow, "dis_colour": dis_colour_flow}
 
+# How a prior gets the flows against time order (F10, F0,-1; `ModelConfig.backward_flows`):
+# "dis", their own flow-method call; "inverted", the forward flow inverted (`invert_flow`),
+# so a stream costs one flow-method call per input pair instead of two.
+BACKWARD_FLOWS = ("dis", "inverted")
+# One step: on 6 windows of each of 8 training clips (the `fallback` prior with the flow
+# reversal, 640x360) +0.027 dB mean over "dis" backward flows, worst clip -0.159; 2 / 4 steps
+# -0.012 / -0.017 (a throwaway script beside benchmarks/colour_flow.py).
+INVERSION_STEPS = 1
+
+
+def invert_flow(flow: np.ndarray, steps: int = INVERSION_STEPS) -> np.ndarray:
+    """The flow the other way, `(H, W, 2)` float32 pixels: G with G(q) = -F(q + G(q)) (where
+    `a(p) ~ b(p + F(p))`, then `b(q) ~ a(q + G(q))`), by `steps` fixed-point steps from -F."""
+    import cv2
+
+    h, w = flow.shape[:2]
+    grid = _GRIDS.get((h, w))
+    if grid is None:
+        grid = _GRIDS[(h, w)] = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32),
+                                                      np.arange(h, dtype=np.float32)))
+    g = -flow
+    for _ in range(steps):
+        g = cv2.remap(flow, grid + g, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        np.negative(g, out=g)
+    return g
+
+
+def flow_requests(a: np.ndarray, b: np.ndarray, prev: np.ndarray | None,
+                  nxt: np.ndarray | None, backward: str = "dis") -> list:
+    """The frame pairs whose flows a pair's prior needs (None: no neighbour there), in the
+    order `resolve_flows` takes their flows: F01, F10, F0,-1, F12 with "dis" backward flows;
+    F01, F-1,0, F12 with "inverted" ones (the stream's forward flows only)."""
+    if backward not in BACKWARD_FLOWS:
+        raise ValueError(f"unknown backward flows {backward!r}; choose one of "
+                         f"{', '.join(BACKWARD_FLOWS)}")
+    if backward == "inverted":
+        return [(a, b), None if prev is None else (prev, a), None if nxt is None else (b, nxt)]
+    return [(a, b), (b, a), None if prev is None else (a, prev), None if nxt is None else (b, nxt)]
+
+
+def resolve_flows(flows: list, backward: str = "dis") -> list:
+    """`flow_requests`' flows -> [F01, F10, F0,-1 or None, F12 or None]."""
+    if backward == "inverted":
+        f01, f_prev, f12 = flows
+        return [f01, invert_flow(f01), None if f_prev is None else invert_flow(f_prev), f12]
+    return list(flows)
+
 
 def dis_flow_pair(a: np.ndarray, b: np.ndarray, method: str = "dis"
                   ) -> tuple[np.ndarray, np.ndarray]:
@@ -328,7 +375,8 @@ def stream_flows(a: np.ndarray, b: np.ndarray, f01: np.ndarray, f10: np.ndarray,
 
 @torch.no_grad()
 def prior_flows(prior: str, x: torch.Tensor, cache: FlowCache | None = None,
-                velocity: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                velocity: bool = False, backward: str = "dis"
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Classical flows for the generator (non-trainable inputs, computed on the CPU).
 
     x: `(B, 3 n_in, H, W)` float in [-1, 1]: I_0, I_1 for "dis"; I_-1, I_0, I_1, I_2 for
@@ -339,32 +387,33 @@ def prior_flows(prior: str, x: torch.Tensor, cache: FlowCache | None = None,
     none is given); coef `(B, 2, 2, 2, H, W)` the `motion_coefficients` of each
     endpoint's motion (linear for "dis", the `dis` baseline; quadratic where neighbours exist
     for "stream", the `stream` baseline); `flows_at(coef, t)` gives the flows at each t.
-    `velocity`: "stream" only, see `stream_flows`.
+    `velocity`: "stream" only, see `stream_flows`; `backward`: `BACKWARD_FLOWS`.
     """
-    pair, coef = prior_flows_of_frames(prior, to_uint8_frames(x), cache, velocity)
+    pair, coef = prior_flows_of_frames(prior, to_uint8_frames(x), cache, velocity, backward)
     return pair.to(x.device), coef.to(x.device)
 
 
 def prior_flows_of_frames(prior: str, frames: np.ndarray, cache: FlowCache | None = None,
-                          velocity: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                          velocity: bool = False, backward: str = "dis"
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """`prior_flows` of frames already in uint8: `(B, n_in, H, W, 3)` RGB, C-contiguous (each
     frame OpenCV-ready), as decoded video gives them; (pair, coef) on the CPU. Skips the
     float -> uint8 requantisation that `prior_flows` makes (it gives the same frames back)."""
     first = 1 if prior == "stream" else 0
     cache = cache or FlowCache()
-    wanted = []  # per sample: (F01, F10, F0-1 or None, F12 or None) as frame pairs
+    wanted = []  # per sample: its endpoints and `flow_requests`
     for f in frames:
         a, b = f[first], f[first + 1]
         has_back = prior == "stream" and not np.array_equal(f[0], a)
         has_fwd = prior == "stream" and not np.array_equal(f[3], b)
-        wanted.append([(a, b), (b, a), (a, f[0]) if has_back else None,
-                       (b, f[3]) if has_fwd else None])
-    flat = [p for w in wanted for p in w if p is not None]
+        wanted.append((a, b, flow_requests(a, b, f[0] if has_back else None,
+                                           f[3] if has_fwd else None, backward)))
+    flat = [p for *_, w in wanted for p in w if p is not None]
     got = iter(cache.flows(flat))
     pair, coef = [], []
-    for w in wanted:
-        flows = [None if p is None else next(got) for p in w]
-        p, c = stream_flows(*w[0], *flows, velocity=velocity and prior == "stream")
+    for a, b, w in wanted:
+        flows = resolve_flows([None if p is None else next(got) for p in w], backward)
+        p, c = stream_flows(a, b, *flows, velocity=velocity and prior == "stream")
         pair.append(p)
         coef.append(c)
     return torch.stack(pair), torch.stack(coef)
@@ -373,12 +422,14 @@ def prior_flows_of_frames(prior: str, frames: np.ndarray, cache: FlowCache | Non
 @dataclass(frozen=True)
 class PriorSpec:
     """A generator's classical flow prior, as `prior_flows` computes it: the prior's name
-    (`PRIORS`), its flow method (`FLOW_METHODS`) and the velocity candidate. Lets the
+    (`PRIORS`), its flow method (`FLOW_METHODS`), the velocity candidate and how its backward
+    flows are made (`BACKWARD_FLOWS`). Lets the
     training data compute the prior outside the generator (`dataset.WindowDataset`)."""
 
     prior: str
     method: str = "dis"
     velocity: bool = False
+    backward: str = "dis"
 
     def _cache(self, cache: FlowCache | None) -> FlowCache:
         cache = cache or FlowCache(method=self.method)
@@ -391,12 +442,13 @@ class PriorSpec:
               ) -> tuple[torch.Tensor, torch.Tensor]:
         """`prior_flows` of x `(B, 3 n_in, H, W)` in [-1, 1] -> (pair, coef); `cache` must
         use this spec's flow method."""
-        return prior_flows(self.prior, x, self._cache(cache), self.velocity)
+        return prior_flows(self.prior, x, self._cache(cache), self.velocity, self.backward)
 
     def flows_of_frames(self, frames: np.ndarray, cache: FlowCache | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor]:
         """`prior_flows_of_frames` of `(B, n_in, H, W, 3)` uint8 frames, on the CPU."""
-        return prior_flows_of_frames(self.prior, frames, self._cache(cache), self.velocity)
+        return prior_flows_of_frames(self.prior, frames, self._cache(cache), self.velocity,
+                                     self.backward)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -319,7 +319,7 @@ def build_generator(cfg: ModelConfig) -> nn.Module:
                     cfg.corr_radius, backbone_multiple=_backbone_multiple(cfg),
                     prior=cfg.flow_prior, gated=cfg.prior_gate, fallback=cfg.fallback,
                     flow_method=cfg.flow_method, velocity=cfg.velocity_candidate,
-                    reversal=cfg.flow_reversal)
+                    reversal=cfg.flow_reversal, backward=cfg.backward_flows)
 
 
 def build_discriminator(cfg: ModelConfig) -> nn.Module:

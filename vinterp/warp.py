@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vinterp.motion import (
+    BACKWARD_FLOWS,
     FALLBACKS,
     PRIOR_INPUTS,
     FlowCache,
@@ -163,9 +164,11 @@ class FlowHead(nn.Module):
     `flow_method` (`motion.FLOW_METHODS`) is the prior's optical flow: dis (luma) or
     dis_colour (chroma planes too, where luma is blind). With `velocity` (stream prior) each
     endpoint's flow also has the neighbouring pair's constant velocity as a candidate
-    (`motion.velocity_candidate`). With `reversal` k > 0 the prior's flows at each t are
-    read where each in-between pixel came from rather than in place (`reverse_flows`, k
-    fixed-point steps at the backbone's resolution), for the backbone's cues and the warps.
+    (`motion.velocity_candidate`). `backward` (`motion.BACKWARD_FLOWS`): the flows against
+    time order from their own flow calls or by inverting the forward ones. With `reversal`
+    k > 0 the prior's flows at each t are read where each in-between pixel came from rather
+    than in place (`reverse_flows`, k fixed-point steps at the backbone's resolution), for
+    the backbone's cues and the warps.
     Flow channels are multiplied by `flow_gain` (in backbone pixels): with a zero-initialised
     last layer and Adam's bounded steps, a raw output grows by ~0.01 per step, so motions of
     tens of pixels would take thousands of steps to reach without a gain.
@@ -178,7 +181,7 @@ class FlowHead(nn.Module):
                  param: str = "shared", flow_gain: float = 1.0, corr_radius: int = 0,
                  backbone_multiple: int = 1, prior: str = "none", gated: bool = False,
                  fallback: str = "none", flow_method: str = "dis", velocity: bool = False,
-                 reversal: int = 0) -> None:
+                 reversal: int = 0, backward: str = "dis") -> None:
         super().__init__()
         if downscale < 1:
             raise ValueError(f"flow_downscale must be >= 1, got {downscale}")
@@ -200,6 +203,10 @@ class FlowHead(nn.Module):
         # Reused prior flows between consecutive calls on a stream (see motion.FlowCache).
         self.flow_cache = FlowCache(method=flow_method)
         self.velocity = bool(velocity)  # prior_flows uses it with the stream prior only
+        if backward not in BACKWARD_FLOWS:
+            raise ValueError(f"unknown backward flows {backward!r}; choose one of "
+                             f"{', '.join(BACKWARD_FLOWS)}")
+        self.backward = backward
         if reversal < 0:
             raise ValueError(f"flow_reversal must be >= 0, got {reversal}")
         self.reversal = int(reversal) if prior != "none" else 0
@@ -220,7 +227,7 @@ class FlowHead(nn.Module):
         """What computes this head's classical prior outside it (None without a prior)."""
         if self.prior == "none":
             return None
-        return PriorSpec(self.prior, self.flow_cache.method, self.velocity)
+        return PriorSpec(self.prior, self.flow_cache.method, self.velocity, self.backward)
 
     def forward_with_aux(self, x: torch.Tensor,
                          prior: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -272,7 +279,7 @@ class FlowHead(nn.Module):
         if self.prior == "none":
             prior = None
         elif prior is None:  # pair (B, 2, 2, H, W), coef (B, 2, 2, 2, H, W) pixels
-            prior = prior_flows(self.prior, x, self.flow_cache, self.velocity)
+            prior = prior_flows(self.prior, x, self.flow_cache, self.velocity, self.backward)
         if self.n_in == 4:
             x = x[:, 3:9]  # the endpoints; the neighbours only shape the prior's motion
         small = x
