@@ -3,11 +3,14 @@
     .venv/bin/python benchmarks/colour_flow.py --windows 6 --margins 4,8,16
     .venv/bin/python benchmarks/colour_flow.py --windows 6 --velocity
     .venv/bin/python benchmarks/colour_flow.py --windows 4 --dis-settings
+    .venv/bin/python benchmarks/colour_flow.py --windows 6 --backward 1,2,4
 
 With `--velocity`, the colour flow with and without `motion.velocity_candidate` instead. With
 `--dis-settings`, the default prior's flow (colour flow + velocity candidate) with cheaper
 settings of its luma DIS (fewer variational refinement iterations, the FAST preset) against
-the MEDIUM preset it uses.
+the MEDIUM preset it uses. With `--backward STEPS`, the default prior with its backward flows
+inverted from the forward ones (`motion.invert_flow` with each number of fixed-point steps)
+against their own DIS calls, scored as the full `fallback` prior with the flow reversal.
 
 For 7-frame windows at frame step 1 with their neighbouring inputs (as benchmarks/
 fallback_fit.py), spread over each clip at 640x360, the `fallback` prior's in-betweens
@@ -64,6 +67,7 @@ def main() -> None:
     ap.add_argument("--margins", default=str(motion.COLOUR_MARGIN))
     ap.add_argument("--velocity", action="store_true")
     ap.add_argument("--dis-settings", action="store_true")
+    ap.add_argument("--backward", default="", help="comma-separated inversion steps")
     args = ap.parse_args()
     torch.set_num_threads(2)
     if args.velocity:
@@ -71,6 +75,9 @@ def main() -> None:
         return
     if args.dis_settings:
         compare_dis_settings(args)
+        return
+    if args.backward:
+        compare_backward(args, [int(v) for v in args.backward.split(",")])
         return
     margins = [float(v) for v in args.margins.split(",")]
     gains: dict[float, list[float]] = {g: [] for g in margins}
@@ -133,6 +140,40 @@ def compare_dis_settings(args) -> None:
         motion.dis_flow = medium
     for name in variants:
         report_gains(name, gains[name], "medium")
+
+
+def fallback_score(inputs, backward: str) -> float:
+    """Mean PSNR of the default prior (colour flow, velocity candidate, `backward` flows,
+    quadratic motion, flow reversal, cross-fade fallback) on `inputs`."""
+    from vinterp.baselines import FALLBACK_REVERSAL
+
+    scores = []
+    for win, x in inputs:
+        cache = motion.FlowCache(workers=1, method="dis_colour")
+        pair, coef = motion.prior_flows("stream", x, cache, True, backward)
+        out = prior_frames(x[:, 3:9].clone(), pair, coef, T, 4, "blend", FALLBACK_REVERSAL)
+        scores.append(psnr(out, win))
+    return float(np.mean(scores))
+
+
+def compare_backward(args, steps: list[int]) -> None:
+    default_steps = motion.INVERSION_STEPS
+    gains: dict[int, list[float]] = {k: [] for k in steps}
+    try:
+        for clip in TRAINING_CLIPS:
+            inputs = list(window_inputs(Path(args.data) / clip, args.windows, args.size))
+            base = fallback_score(inputs, "dis")
+            line = f"{clip:34s} dis backward flows {base:.2f}"
+            for k in steps:
+                motion.INVERSION_STEPS = k
+                got = fallback_score(inputs, "inverted")
+                gains[k].append(got - base)
+                line += f" | inverted x{k} {got - base:+.3f}"
+            print(line, flush=True)
+    finally:
+        motion.INVERSION_STEPS = default_steps
+    for k in steps:
+        report_gains(f"inverted, {k} step(s)", gains[k], "their own DIS calls")
 
 
 if __name__ == "__main__":

@@ -166,11 +166,13 @@ BACKWARD_FLOWS = ("dis", "inverted")
 INVERSION_STEPS = 1
 
 
-def invert_flow(flow: np.ndarray, steps: int = INVERSION_STEPS) -> np.ndarray:
+def invert_flow(flow: np.ndarray, steps: int | None = None) -> np.ndarray:
     """The flow the other way, `(H, W, 2)` float32 pixels: G with G(q) = -F(q + G(q)) (where
-    `a(p) ~ b(p + F(p))`, then `b(q) ~ a(q + G(q))`), by `steps` fixed-point steps from -F."""
+    `a(p) ~ b(p + F(p))`, then `b(q) ~ a(q + G(q))`), by `steps` (INVERSION_STEPS)
+    fixed-point steps from -F."""
     import cv2
 
+    steps = INVERSION_STEPS if steps is None else steps
     h, w = flow.shape[:2]
     grid = _GRIDS.get((h, w))
     if grid is None:
