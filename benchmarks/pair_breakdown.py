@@ -6,7 +6,7 @@
 Consecutive pairs of the clip (scaled to 640x360) go through `Interpolator.interpolate_pair`
 with their neighbours, as `vinterp upsample` hands them over, after 3 warm-up pairs. The
 stages are timed by wrapping the functions that do them (wall ms per pair, the mean):
-the prior's flows (`warp.prior_flows`: DIS calls, velocity candidate, requantisation), each
+the prior's flows (`motion.prior_flows_of_frames`: DIS calls, velocity candidate), each
 flow method call (summed over the DIS threads, so it can exceed its caller), the prior's cues
 (`warp._prior_cues`, with the flow reversal), the U-Net, and the whole pass. `--prefetch`
 also starts the next pair's flows in the background, as `upsample` does; the whole pair's
@@ -65,7 +65,9 @@ def main() -> None:
     method = G.flow_cache.method
     motion.FLOW_METHODS[method] = timed(f"flow method {method} (summed over threads)",
                                         motion.FLOW_METHODS[method])
-    warp.prior_flows = timed("prior flows (warp.prior_flows)", warp.prior_flows)
+    # The Interpolator hands the generator a prior made from the uint8 frames.
+    motion.prior_flows_of_frames = timed("prior flows (motion.prior_flows_of_frames)",
+                                         motion.prior_flows_of_frames)
     warp._prior_cues = timed("prior cues + reversal (warp._prior_cues)", warp._prior_cues)
     G.backbone.forward = timed("U-Net", G.backbone.forward)
     fr = frames(Path(args.clip), args.pairs + 7)
