@@ -119,27 +119,39 @@ def luma_dis(preset: str, refinement: int | None = None):
     return flow
 
 
+def sweep(args, names: list, base_score, variant_score, over: str) -> None:
+    """Per training clip, `base_score(inputs)` and `variant_score(name, inputs)` for each of
+    `names`, each `(PSNR, note)`: a line per clip with each variant's gain, then each
+    variant's mean and worst clip (`report_gains`)."""
+    gains: dict = {n: [] for n in names}
+    for clip in TRAINING_CLIPS:
+        inputs = list(window_inputs(Path(args.data) / clip, args.windows, args.size))
+        base, note = base_score(inputs)
+        line = f"{clip:34s} {over} {base:.2f}{note}"
+        for n in names:
+            got, note = variant_score(n, inputs)
+            gains[n].append(got - base)
+            line += f" | {n} {got - base:+.3f}{note}"
+        print(line, flush=True)
+    for n in names:
+        report_gains(str(n), gains[n], over)
+
+
 def compare_dis_settings(args) -> None:
     medium = motion.dis_flow
     variants = {"medium, refinement 0": luma_dis("MEDIUM", 0),
                 "medium, refinement 2": luma_dis("MEDIUM", 2), "fast": luma_dis("FAST")}
-    gains: dict[str, list[float]] = {k: [] for k in variants}
+
+    def with_luma(fn, inputs):
+        motion.dis_flow = fn  # dis_colour_flow looks it up when called
+        got, ms = score("dis_colour", inputs, velocity=True)
+        return got, f" ({ms:.0f} ms)"
+
     try:
-        for clip in TRAINING_CLIPS:
-            inputs = list(window_inputs(Path(args.data) / clip, args.windows, args.size))
-            motion.dis_flow = medium  # dis_colour_flow looks it up when called
-            base, ms = score("dis_colour", inputs, velocity=True)
-            line = f"{clip:34s} medium {base:.2f} ({ms:.0f} ms)"
-            for name, fn in variants.items():
-                motion.dis_flow = fn
-                got, ms = score("dis_colour", inputs, velocity=True)
-                gains[name].append(got - base)
-                line += f" | {name} {got - base:+.3f} ({ms:.0f} ms)"
-            print(line, flush=True)
+        sweep(args, list(variants), lambda inputs: with_luma(medium, inputs),
+              lambda name, inputs: with_luma(variants[name], inputs), "medium")
     finally:
         motion.dis_flow = medium
-    for name in variants:
-        report_gains(name, gains[name], "medium")
 
 
 def fallback_score(inputs, backward: str) -> float:
@@ -158,22 +170,18 @@ def fallback_score(inputs, backward: str) -> float:
 
 def compare_backward(args, steps: list[int]) -> None:
     default_steps = motion.INVERSION_STEPS
-    gains: dict[int, list[float]] = {k: [] for k in steps}
+
+    labels = {f"inverted x{k}": k for k in steps}
+
+    def inverted(label, inputs):
+        motion.INVERSION_STEPS = labels[label]
+        return fallback_score(inputs, "inverted"), ""
+
     try:
-        for clip in TRAINING_CLIPS:
-            inputs = list(window_inputs(Path(args.data) / clip, args.windows, args.size))
-            base = fallback_score(inputs, "dis")
-            line = f"{clip:34s} dis backward flows {base:.2f}"
-            for k in steps:
-                motion.INVERSION_STEPS = k
-                got = fallback_score(inputs, "inverted")
-                gains[k].append(got - base)
-                line += f" | inverted x{k} {got - base:+.3f}"
-            print(line, flush=True)
+        sweep(args, list(labels), lambda inputs: (fallback_score(inputs, "dis"), ""), inverted,
+              "dis backward flows")
     finally:
         motion.INVERSION_STEPS = default_steps
-    for k in steps:
-        report_gains(f"inverted, {k} step(s)", gains[k], "their own DIS calls")
 
 
 if __name__ == "__main__":
