@@ -27,6 +27,11 @@ V() { "$PY" -c 'import sys; sys.argv[0] = "vinterp"; from cli import main; main(
 {
 nvidia-smi --query-gpu=name,memory.total --format=csv 2>&1 | tail -1
 nproc
+# Each batch in flight holds its prior's flows in shared memory (~100 MB at batch 16, two
+# batches per worker): a small /dev/shm would make the DataLoader die of a bus error.
+SHM_GB=$(( $(df --output=avail -k /dev/shm 2>/dev/null | tail -1 || echo 0) / 1048576 ))
+echo "/dev/shm: $SHM_GB GB free"
+if [ "$SHM_GB" -lt 4 ] && [ "$WORKERS" -gt 2 ]; then WORKERS=2; echo "workers cut to 2"; fi
 "$PY" -c "import torch, cv2, numpy, click; print(torch.__version__, cv2.__version__, numpy.__version__, torch.cuda.is_available())"
 rm -rf "$W"/frames "$W"/prepared "$W"/cal "$W"/run
 "$PY" scripts/gpu/decode_cv2.py .gpu/videos "$W"/frames "$LIMIT" | tr '\n' ';'; echo
