@@ -130,7 +130,7 @@ def test_interpolator_computes_the_prior_from_the_uint8_frames_as_the_generator_
     interp = Interpolator.from_generator(G, STREAM, device="cpu")
     f = accelerating(4)
     with monkeypatch.context() as mp:  # the generator's own (float-input) path is not taken
-        mp.setattr("vinterp.warp.prior_flows", lambda *a, **k: pytest.fail("requantised"))
+        mp.setattr("vinterp.motion.prior_flows", lambda *a, **k: pytest.fail("requantised"))
         got = np.stack(interp.interpolate_pair(f[1], f[2], f[0], f[3]))
     x = torch.from_numpy(np.concatenate(f, -1)).permute(2, 0, 1)[None].float() / 127.5 - 1
     with torch.no_grad():

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from vinterp import devices
 from vinterp.checkpoint import CheckpointError, load_checkpoint
 from vinterp.config import ModelConfig
+from vinterp.motion import flow_requests
 
 AUTO_MAX_PIXELS = 2048 * 2048  # padded frames above this are processed in tiles
 AUTO_TILE = 1024
@@ -124,6 +125,8 @@ class Interpolator:
         self.factor: int = cfg.n_out + 1
         self.multiple: int = generator_multiple(cfg)
         self.generator = G.to(self.device).eval()
+        spec_of = getattr(G, "prior_spec", None)  # flow heads: their classical prior
+        self.prior_spec = spec_of() if spec_of is not None else None
         self.tile = _round_up(tile, self.multiple) if tile else 0
         self.tile_overlap = tile_overlap
         self.max_pixels = max_pixels
@@ -172,14 +175,13 @@ class Interpolator:
         for a model with a flow prior, so they are ready when the pair is interpolated (a
         stream calls this for the next pair while the network works on this one). Does
         nothing for other models, or where frames are padded or tiled (the cache would miss)."""
-        cache = getattr(self.generator, "flow_cache", None)
         h, w = a.shape[:2]
-        if (cache is None or getattr(self.generator, "prior", "none") == "none"
-                or h % self.multiple or w % self.multiple or self.tile
+        if (self.prior_spec is None or h % self.multiple or w % self.multiple or self.tile
                 or h * w > self.max_pixels):
             return
-        spec = self.generator.prior_spec()
-        cache.prefetch([(a, b)] if spec.backward == "inverted" else [(a, b), (b, a)])
+        # The pair's own flows, as the prior will ask for them (one or both directions).
+        pairs = flow_requests(a, b, None, None, self.prior_spec.backward)
+        self.generator.flow_cache.prefetch([p for p in pairs if p is not None])
 
     def _forward(self, x: torch.Tensor, prior: tuple | None = None) -> torch.Tensor:
         kwargs = {} if prior is None else {"prior": prior}
@@ -192,12 +194,10 @@ class Interpolator:
         """The generator's classical prior from the uint8 frames themselves (the generator
         would requantise x to get them back: ~4 ms per 640x360 pair), with its flow cache,
         so prefetched flows are used; None for a model without a prior."""
-        spec_of = getattr(self.generator, "prior_spec", None)
-        spec = spec_of() if spec_of is not None else None
-        if spec is None:
+        if self.prior_spec is None:
             return None
         stacked = np.stack(frames, axis=1)  # (B, n_in, H, W, 3), each frame contiguous
-        pair, coef = spec.flows_of_frames(stacked, self.generator.flow_cache)
+        pair, coef = self.prior_spec.flows_of_frames(stacked, self.generator.flow_cache)
         return pair.to(self.device), coef.to(self.device)
 
     def _run(self, x: torch.Tensor, frames: list[np.ndarray] | None = None) -> torch.Tensor:

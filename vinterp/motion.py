@@ -102,18 +102,22 @@ _GRIDS: dict[tuple[int, int], np.ndarray] = {}  # pixel coordinates per frame si
 _MEAN_RGB = np.full((1, 3), 1 / 3, np.float32)  # cv2.transform weights: channel mean
 
 
+def _pixel_grid(h: int, w: int) -> np.ndarray:
+    """`(h, w, 2)` float32 pixel coordinates (x, y), made once per size (`cv2.remap` maps)."""
+    grid = _GRIDS.get((h, w))
+    if grid is None:
+        grid = _GRIDS[(h, w)] = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32),
+                                                      np.arange(h, dtype=np.float32)))
+    return grid
+
+
 def _warp_error(a: np.ndarray, b: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """`(h, w)` float32: mean abs RGB difference of `b` warped back by `flow` and `a`, in grey
     levels, box-averaged over COLOUR_BLUR pixels."""
     import cv2
 
-    h, w = a.shape[:2]
-    grid = _GRIDS.get((h, w))
-    if grid is None:
-        grid = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32),
-                                     np.arange(h, dtype=np.float32)))
-        _GRIDS[(h, w)] = grid
-    warped = cv2.remap(b, grid + flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(b, _pixel_grid(*a.shape[:2]) + flow, None, cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
     diff = cv2.transform(cv2.absdiff(warped, a).astype(np.float32), _MEAN_RGB)
     return cv2.blur(diff, (COLOUR_BLUR, COLOUR_BLUR))
 
@@ -162,7 +166,7 @@ FLOW_METHODS = {"dis": dis_flow, "dis_colour": dis_colour_flow}
 BACKWARD_FLOWS = ("dis", "inverted")
 # One step: on 6 windows of each of 8 training clips (the `fallback` prior with the flow
 # reversal, 640x360) +0.027 dB mean over "dis" backward flows, worst clip -0.159; 2 / 4 steps
-# -0.012 / -0.017 (a throwaway script beside benchmarks/colour_flow.py).
+# -0.012 / -0.017 (`benchmarks/colour_flow.py --windows 6 --backward 1,2,4`).
 INVERSION_STEPS = 1
 
 
@@ -173,11 +177,7 @@ def invert_flow(flow: np.ndarray, steps: int | None = None) -> np.ndarray:
     import cv2
 
     steps = INVERSION_STEPS if steps is None else steps
-    h, w = flow.shape[:2]
-    grid = _GRIDS.get((h, w))
-    if grid is None:
-        grid = _GRIDS[(h, w)] = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32),
-                                                      np.arange(h, dtype=np.float32)))
+    grid = _pixel_grid(*flow.shape[:2])
     g = -flow
     for _ in range(steps):
         g = cv2.remap(flow, grid + g, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -185,14 +185,18 @@ def invert_flow(flow: np.ndarray, steps: int | None = None) -> np.ndarray:
     return g
 
 
+def check_backward(backward: str) -> None:
+    if backward not in BACKWARD_FLOWS:
+        raise ValueError(f"unknown backward flows {backward!r}; choose one of "
+                         f"{', '.join(BACKWARD_FLOWS)}")
+
+
 def flow_requests(a: np.ndarray, b: np.ndarray, prev: np.ndarray | None,
                   nxt: np.ndarray | None, backward: str = "dis") -> list:
     """The frame pairs whose flows a pair's prior needs (None: no neighbour there), in the
     order `resolve_flows` takes their flows: F01, F10, F0,-1, F12 with "dis" backward flows;
     F01, F-1,0, F12 with "inverted" ones (the stream's forward flows only)."""
-    if backward not in BACKWARD_FLOWS:
-        raise ValueError(f"unknown backward flows {backward!r}; choose one of "
-                         f"{', '.join(BACKWARD_FLOWS)}")
+    check_backward(backward)
     if backward == "inverted":
         return [(a, b), None if prev is None else (prev, a), None if nxt is None else (b, nxt)]
     return [(a, b), (b, a), None if prev is None else (a, prev), None if nxt is None else (b, nxt)]

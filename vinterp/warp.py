@@ -17,17 +17,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from vinterp.motion import (
-    BACKWARD_FLOWS,
     FALLBACKS,
     PRIOR_INPUTS,
     FlowCache,
     PriorSpec,
     add_flows_at,
+    check_backward,
     cost_volume,
     fallback_logit,
     flows_at,
     prior_channels,
-    prior_flows,
 )
 
 # The residual only has to fix what warping cannot (new content, lighting); keeping it small
@@ -203,9 +202,7 @@ class FlowHead(nn.Module):
         # Reused prior flows between consecutive calls on a stream (see motion.FlowCache).
         self.flow_cache = FlowCache(method=flow_method)
         self.velocity = bool(velocity)  # prior_flows uses it with the stream prior only
-        if backward not in BACKWARD_FLOWS:
-            raise ValueError(f"unknown backward flows {backward!r}; choose one of "
-                             f"{', '.join(BACKWARD_FLOWS)}")
+        check_backward(backward)
         self.backward = backward
         if reversal < 0:
             raise ValueError(f"flow_reversal must be >= 0, got {reversal}")
@@ -279,7 +276,7 @@ class FlowHead(nn.Module):
         if self.prior == "none":
             prior = None
         elif prior is None:  # pair (B, 2, 2, H, W), coef (B, 2, 2, 2, H, W) pixels
-            prior = prior_flows(self.prior, x, self.flow_cache, self.velocity, self.backward)
+            prior = self.prior_spec().flows(x, self.flow_cache)
         if self.n_in == 4:
             x = x[:, 3:9]  # the endpoints; the neighbours only shape the prior's motion
         small = x

@@ -2,6 +2,7 @@
 video under SRC with OpenCV into a PNG frame folder under DST (same relative path, no suffix),
 resized as `vinterp prepare` resizes (short side 288), for `vinterp prepare` to read as frame
 folders.  python scripts/gpu/decode_cv2.py SRC DST [MAX_FRAMES]"""
+import os
 import sys
 from multiprocessing import Pool
 from pathlib import Path
@@ -33,6 +34,6 @@ def one(path: Path) -> str:
 
 if __name__ == "__main__":
     files = sorted(p for p in SRC.rglob("*") if p.suffix in (".mp4", ".mkv", ".webm"))
-    with Pool(16) as pool:
+    with Pool(os.cpu_count()) as pool:
         for line in pool.imap_unordered(one, files):
             print(line, flush=True)
