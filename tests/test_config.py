@@ -104,4 +104,6 @@ def test_every_loss_weight_has_one_table_entry():
     assert sorted(table) == sorted(weights)
     cfg = TrainConfig(lambda_gan=0.0, lambda_census=0.5)
     assert list(losses.active_terms(cfg)) == ["l1", "census"]
+    assert list(losses.active_terms(TrainConfig(lambda_gan=0.0, lambda_l1=0.0,
+                                                lambda_mse=1e3))) == ["mse"]
     assert not losses.needs(cfg, "discriminator") and not losses.needs(cfg, "flows")

@@ -145,3 +145,44 @@ def test_reverse_consistency_zero_for_symmetric_generator_positive_otherwise() -
 
     val = reverse_consistency(copy_first, ends, copy_first(ends)).item()
     assert val == pytest.approx((ends[:, :3] - ends[:, 3:]).abs().mean().item(), rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pixel terms of the loss table
+
+
+def _inputs(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor):
+    from vinterp.losses import LossInputs
+
+    b, _, h, w = fake.shape
+    return LossInputs(fake=fake, real=real, ends=torch.zeros(b, 6, h, w), weight=weight,
+                      fake_clip=torch.zeros(b, 21, h, w))
+
+
+def test_mse_term_is_the_weighted_mean_squared_error() -> None:
+    from vinterp.losses import GENERATOR_LOSSES
+
+    real = torch.zeros(2, 15, 4, 4)
+    fake = torch.zeros(2, 15, 4, 4)
+    fake[0] = 0.5  # window 0 off by 0.5 everywhere, window 1 exact
+    mse = GENERATOR_LOSSES["mse"].fn
+    assert mse(_inputs(fake, real, torch.ones(2))).item() == pytest.approx(0.125)
+    # Per-window weights scale each window's share, as they do for L1.
+    assert mse(_inputs(fake, real, torch.tensor([2.0, 1.0]))).item() == pytest.approx(0.25)
+
+
+def test_mse_prefers_the_mean_of_two_candidates_where_l1_does_not_care() -> None:
+    """Why the term exists: given two equally likely truths, the blend of the candidates halfway
+    has a lower squared error than either candidate, while L1 scores them all the same."""
+    from vinterp.losses import GENERATOR_LOSSES
+
+    a, b = torch.full((1, 15, 2, 2), -0.5), torch.full((1, 15, 2, 2), 0.5)
+    one = torch.ones(1)
+
+    def total(name: str, guess: torch.Tensor) -> float:
+        fn = GENERATOR_LOSSES[name].fn
+        return (fn(_inputs(guess, a, one)) + fn(_inputs(guess, b, one))).item()
+
+    mid = (a + b) / 2
+    assert total("mse", mid) < total("mse", a) - 0.1
+    assert total("l1", mid) == pytest.approx(total("l1", a))

@@ -307,6 +307,8 @@ class TrainConfig:
     lambda_gan: float = _opt(1.0, "losses", "weight of the GAN term (0: no discriminator)",
                              AtLeast(0))
     lambda_l1: float = _opt(100.0, "losses", "weight of the L1 term (pix2pix: 100)", AtLeast(0))
+    lambda_mse: float = _opt(0.0, "losses", "weight of the mean squared error term (frames in "
+                             "[-1, 1]; the loss PSNR measures)", AtLeast(0))
     lambda_census: float = _opt(0.0, "losses", "weight of the census (ternary) loss", AtLeast(0))
     lambda_lap: float = _opt(0.0, "losses", "weight of the Laplacian-pyramid L1 loss",
                              AtLeast(0))

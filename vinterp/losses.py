@@ -211,6 +211,12 @@ def _l1_term(x: LossInputs) -> torch.Tensor:
     return ((x.fake - x.real).abs() * x.weight.view(-1, 1, 1, 1)).mean()
 
 
+def _mse_term(x: LossInputs) -> torch.Tensor:
+    # PSNR is a mean squared error: where the motion is uncertain (a juggled ball) its optimum
+    # is the mean of the candidates, which L1's median-seeking gradient pushes away from.
+    return ((x.fake - x.real).square() * x.weight.view(-1, 1, 1, 1)).mean()
+
+
 def _gan_term(x: LossInputs) -> torch.Tensor:
     return x.gan(x.discriminator(x.fake_clip), True)  # fool D
 
@@ -246,6 +252,7 @@ class LossTerm:
 # Summed in this order by the training step; the log shows each term under its key.
 GENERATOR_LOSSES: dict[str, LossTerm] = {
     "l1": LossTerm("lambda_l1", _l1_term),
+    "mse": LossTerm("lambda_mse", _mse_term),
     "gan": LossTerm("lambda_gan", _gan_term, autocast=True, needs="discriminator"),
     "census": LossTerm("lambda_census", _census_term),
     "lap": LossTerm("lambda_lap", _laplacian_term),

@@ -309,7 +309,7 @@ class FlowHead(nn.Module):
         if prior is not None:
             # The prior is in full-resolution pixels; `_grid` scales everything by s.
             flows = add_flows_at(flows, prior[1], self.t, 1.0 / s)
-        mask = fields[:, 4 * m:5 * m].unsqueeze(2)
+        mask = fields[:, 4 * m:5 * m].unsqueeze(1)  # (B, 1, m, H, W)
         residual = fields[:, 5 * m:8 * m].view(b, m, 3, h, w)
 
         # One grid_sample call for all 2m warps: source (B*2, 3, H', W'), grid (B*2, m*H, W, 2).
@@ -317,20 +317,24 @@ class FlowHead(nn.Module):
         grid = _grid(flows, *src.shape[-2:], scale=s).view(b * 2, m * h, w, 2)
         warped = F.grid_sample(src, grid, mode="bilinear", padding_mode="border",
                                align_corners=True).view(b, 2, 3, m, h, w)
-        w0, w1 = warped[:, 0].transpose(1, 2), warped[:, 1].transpose(1, 2)  # (B, m, 3, H, W)
-        # lerp = mask * w0 + (1 - mask) * w1; residual first so the sum is contiguous.
-        mixed = torch.lerp(w1, w0, mask)
+        # The mixing works in grid_sample's own layout, (B, 3, m, H, W): on the transposed
+        # (B, m, 3, H, W) views each lerp took 4-5x as long (7.9 against 1.5-2.4 ms at
+        # 640x360); the frames are reordered once at the end. Elementwise, so bit-identical.
+        w0, w1 = warped[:, 0], warped[:, 1]
+        mixed = torch.lerp(w1, w0, mask)  # mask * w0 + (1 - mask) * w1
         beta = None
         if fb is not None:
-            beta = fields[:, 8 * m:].unsqueeze(2)
-            mixed = torch.lerp(mixed, _cross_fade(x, self.t), beta)
-        frames = (residual + mixed).clamp_(-1, 1).view(b, 3 * m, h, w)
+            beta = fields[:, 8 * m:].unsqueeze(1)
+            mixed = torch.lerp(mixed, _cross_fade(x, self.t, channels_first=True), beta)
+        frames = mixed.add_(residual.transpose(1, 2)).clamp_(-1, 1)
+        frames = frames.transpose(1, 2).reshape(b, 3 * m, h, w)
         if not aux:
             return frames, {}
         out = {"flow0": flows[:, 0] * s, "flow1": flows[:, 1] * s,
-               "mask": mask, "residual": residual, "warped0": w0, "warped1": w1}
+               "mask": mask.transpose(1, 2), "residual": residual,
+               "warped0": w0.transpose(1, 2), "warped1": w1.transpose(1, 2)}
         if beta is not None:
-            out["fallback"] = beta
+            out["fallback"] = beta.transpose(1, 2)
         return frames, out
 
 
@@ -388,8 +392,12 @@ def prior_frames(x: torch.Tensor, pair: torch.Tensor, coef: torch.Tensor, t: tor
     return mixed.clamp_(-1, 1).reshape(b, 3 * m, h, w)
 
 
-def _cross_fade(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """x: `(B, 6, H, W)` endpoints -> `(B, m, 3, H, W)` the cross-fade `(1 - t) I_0 + t I_1`."""
+def _cross_fade(x: torch.Tensor, t: torch.Tensor, channels_first: bool = False
+                ) -> torch.Tensor:
+    """x: `(B, 6, H, W)` endpoints -> `(B, m, 3, H, W)` the cross-fade `(1 - t) I_0 + t I_1`
+    (`(B, 3, m, H, W)` with `channels_first`)."""
+    if channels_first:
+        return torch.lerp(x[:, :3, None], x[:, 3:, None], t.view(1, 1, -1, 1, 1).to(x.dtype))
     return torch.lerp(x[:, None, :3], x[:, None, 3:], t.view(1, -1, 1, 1, 1).to(x.dtype))
 
 
