@@ -291,3 +291,48 @@ def test_the_stream_prior_sets_the_generator_inputs(dataset, tmp_path):
     assert r.exit_code == 0, r.output
     state = load_checkpoint(out / "latest.pt")
     assert (state["model_config"].flow_prior, state["model_config"].n_in) == ("stream", 4)
+
+
+# --- fine-tuning -----------------------------------------------------------------------------
+
+def test_init_from_fine_tunes_an_exported_model_with_its_own_config(dataset, tmp_path):
+    """`--init-from` starts from another model's generator weights (here an exported float16
+    file), takes its model config with no model options repeated, trains with a fresh
+    schedule, and records where it started."""
+    first, small = tmp_path / "first", tmp_path / "first.pt"
+    r = CliRunner().invoke(main, ["train", "--data", str(dataset), "--out", str(first),
+                                  *TINY_FLAGS, "--max-steps", "2", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert CliRunner().invoke(main, ["export", str(first / "latest.pt"), "-o", str(small)]
+                              ).exit_code == 0
+    source = load_checkpoint(small)
+    # Learning rate so small that one step cannot move float32 weights off their start.
+    tune = tmp_path / "tune"
+    r = CliRunner().invoke(main, ["train", "--data", str(dataset), "--out", str(tune),
+                                  "--init-from", str(small), "--crop", "32", "--batch-size",
+                                  "1", "--val-windows", "1", "--lambda-l1", "0",
+                                  "--lambda-mse", "1000", "--lr", "1e-30", "--max-steps", "1",
+                                  "--quiet"])
+    assert r.exit_code == 0, r.output
+    state = load_checkpoint(tune / "latest.pt")
+    assert state["model_config"] == source["model_config"]
+    assert state["step"] == 1 and state["train_config"].init_from == str(small)
+    got, want = state["generator"], source["generator"]
+    assert want.keys() == got.keys()
+    assert all(torch.equal(got[k].to(want[k].dtype), want[k]) for k in want)
+
+
+def test_init_from_refuses_a_model_option_that_changes_the_architecture(dataset, tmp_path):
+    first = tmp_path / "first"
+    r = CliRunner().invoke(main, ["train", "--data", str(dataset), "--out", str(first),
+                                  *TINY_FLAGS, "--max-steps", "1", "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["train", "--data", str(dataset), "--out", str(tmp_path / "x"),
+                                  "--init-from", str(first / "latest.pt"), "--ngf", "16",
+                                  "--crop", "32", "--quiet"])
+    assert r.exit_code != 0
+    line = r.output.strip().splitlines()[-1]
+    assert "--init-from" in line and "ngf 8 -> 16" in line, r.output
+    r = CliRunner().invoke(main, ["train", "--data", str(dataset), "--out", str(tmp_path / "y"),
+                                  "--init-from", str(tmp_path / "nothing.pt"), "--quiet"])
+    assert r.exit_code != 0 and "no such file" in r.output, r.output

@@ -292,6 +292,10 @@ class TrainConfig:
 
     data: str = _opt("data/prepared", "data", "prepared dataset folder (from `vinterp prepare`)")
     out: str = _opt("runs/default", "runtime", "run folder: latest.pt, metrics.jsonl, strips/")
+    init_from: str = _opt("", "recipe", "start the generator from this checkpoint's weights "
+                          "(a run's latest.pt or an exported model; fine-tuning): fresh "
+                          "optimizer and schedule, its model config unless model options are "
+                          "given")
     crop: int = _opt(256, "data", "square training crop, the same for every frame of a window; "
                      "a multiple of the generator's input multiple", AtLeast(1))
     batch_size: int = _opt(1, "schedule", "windows per optimizer step (per process)", AtLeast(1))

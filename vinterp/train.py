@@ -48,6 +48,7 @@ from vinterp.config import (
     TrainConfig,
     check_pair,
     preset_configs,
+    to_dict,
 )
 from vinterp.dataset import DatasetError, EpochSampler, WindowDataset, join_clip, split_clip
 from vinterp.interrupts import (
@@ -351,6 +352,8 @@ def setup(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
               torch.optim.lr_scheduler.LambdaLR(opt_D, lr_lambda(cfg)), log=log)
     if resume is not None:
         _load_resume(run, Path(resume))
+    elif cfg.init_from:
+        _load_init(run, Path(cfg.init_from))
     run.G_train, run.D_train = G, D
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
@@ -364,6 +367,20 @@ def setup(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
     if run.is_main:
         run.out.mkdir(parents=True, exist_ok=True)
     return run
+
+
+def _load_init(run: Run, path: Path) -> None:
+    """Fine-tuning: the generator's weights from `path`, nothing else (a fresh optimizer,
+    schedule and discriminator)."""
+    state = load_checkpoint(path, map_location=run.device)
+    if state["model_config"] != run.model_cfg:
+        theirs, ours = to_dict(state["model_config"]), to_dict(run.model_cfg)
+        differ = ", ".join(f"{k} {theirs[k]!r} -> {ours[k]!r}" for k in ours
+                           if theirs.get(k) != ours[k])
+        raise TrainError(f"--init-from {path} has another model config ({differ}); drop the "
+                         "model options that change it")
+    run.G.load_state_dict({k: v.float() if v.is_floating_point() else v
+                           for k, v in state["generator"].items()})
 
 
 def _load_resume(run: Run, path: Path) -> None:
@@ -679,6 +696,13 @@ def resolve_resume(path: str | Path, overrides: dict) -> tuple[ModelConfig, Trai
     return state["model_config"], replace(tc, **overrides), state.get("preset")
 
 
+def _init_model_config(path: str) -> ModelConfig:
+    if not Path(path).is_file():
+        raise TrainError(f"--init-from {path}: no such file (give a run's latest.pt or a model "
+                         "from `vinterp export`)")
+    return load_checkpoint(path)["model_config"]
+
+
 def run_from_options(options: dict, resume: str | None = None, overwrite: bool = False,
                      progress: bool = True, preset: str | None = None,
                      log: Log | None = None) -> TrainResult | None:
@@ -702,6 +726,8 @@ def run_from_options(options: dict, resume: str | None = None, overwrite: bool =
         model_cfg, cfg, preset = resolve_resume(path, train_opts)
     else:
         preset = preset or DEFAULT_PRESET
+        if train_opts.get("init_from"):  # fine-tuning: the model is the checkpoint's
+            model_opts = {**to_dict(_init_model_config(train_opts["init_from"])), **model_opts}
         model_cfg, cfg = preset_configs(preset, model_opts, train_opts)
         path = None
         existing = Path(cfg.out) / CHECKPOINT_NAME
