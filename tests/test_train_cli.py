@@ -322,7 +322,7 @@ def test_init_from_fine_tunes_an_exported_model_with_its_own_config(dataset, tmp
     assert all(torch.equal(got[k].to(want[k].dtype), want[k]) for k in want)
 
 
-def test_init_from_refuses_a_model_option_that_changes_the_architecture(dataset, tmp_path):
+def test_init_from_refuses_a_model_option_that_changes_the_network(dataset, tmp_path):
     first = tmp_path / "first"
     r = CliRunner().invoke(main, ["train", "--data", str(dataset), "--out", str(first),
                                   *TINY_FLAGS, "--max-steps", "1", "--quiet"])
@@ -333,6 +333,13 @@ def test_init_from_refuses_a_model_option_that_changes_the_architecture(dataset,
     assert r.exit_code != 0
     line = r.output.strip().splitlines()[-1]
     assert "--init-from" in line and "ngf 8 -> 16" in line, r.output
+    # A model option that keeps the weights' shapes is fine-tuned as given.
+    r = CliRunner().invoke(main, ["train", "--data", str(dataset), "--out", str(tmp_path / "z"),
+                                  "--init-from", str(first / "latest.pt"), "--backward-flows",
+                                  "inverted", "--crop", "32", "--max-steps", "1", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(tmp_path / "z" / "latest.pt")["model_config"].backward_flows == \
+        "inverted"
     r = CliRunner().invoke(main, ["train", "--data", str(dataset), "--out", str(tmp_path / "y"),
                                   "--init-from", str(tmp_path / "nothing.pt"), "--quiet"])
     assert r.exit_code != 0 and "no such file" in r.output, r.output

@@ -371,16 +371,19 @@ def setup(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
 
 def _load_init(run: Run, path: Path) -> None:
     """Fine-tuning: the generator's weights from `path`, nothing else (a fresh optimizer,
-    schedule and discriminator)."""
+    schedule and discriminator). Model options that keep the weights' shapes (the prior's
+    flow method, its backward flows) may differ from the checkpoint's."""
     state = load_checkpoint(path, map_location=run.device)
-    if state["model_config"] != run.model_cfg:
+    weights = {k: v.float() if v.is_floating_point() else v
+               for k, v in state["generator"].items()}
+    try:
+        run.G.load_state_dict(weights)
+    except RuntimeError:
         theirs, ours = to_dict(state["model_config"]), to_dict(run.model_cfg)
-        differ = ", ".join(f"{k} {theirs[k]!r} -> {ours[k]!r}" for k in ours
+        differ = ", ".join(f"{k} {theirs.get(k)!r} -> {ours[k]!r}" for k in ours
                            if theirs.get(k) != ours[k])
-        raise TrainError(f"--init-from {path} has another model config ({differ}); drop the "
-                         "model options that change it")
-    run.G.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in state["generator"].items()})
+        raise TrainError(f"--init-from {path}: its weights do not fit this model ({differ}); "
+                         "drop the model options that change the network") from None
 
 
 def _load_resume(run: Run, path: Path) -> None:
