@@ -311,9 +311,10 @@ def test_init_from_fine_tunes_an_exported_model_with_its_own_config(dataset, tmp
     r = CliRunner().invoke(main, ["train", "--data", str(dataset), "--out", str(tune),
                                   "--init-from", str(small), "--crop", "32", "--batch-size",
                                   "1", "--val-windows", "1", "--lambda-l1", "0",
-                                  "--lambda-mse", "1000", "--lr", "1e-30", "--max-steps", "1",
-                                  "--quiet"])
+                                  "--lambda-mse", "1000", "--lr", "1e-30", "--max-steps", "1"])
     assert r.exit_code == 0, r.output
+    assert f"fine-tuning: the generator starts from {small}'s weights" in r.stderr
+    assert "losses: 1000 x mse;" in r.stderr
     state = load_checkpoint(tune / "latest.pt")
     assert state["model_config"] == source["model_config"]
     assert state["step"] == 1 and state["train_config"].init_from == str(small)

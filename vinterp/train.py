@@ -257,6 +257,8 @@ def summary_lines(run: Run) -> list[str]:
     if run.resumed_from is not None:
         lines.append(f"resuming {run.resumed_from} from step {run.step} (epoch {run.epoch}, "
                      f"{run.step_in_epoch} of {run.steps_per_epoch} steps into it)")
+    elif c.init_from:
+        lines.append(f"fine-tuning: the generator starts from {c.init_from}'s weights")
     dev = str(run.device)
     if run.device.type == "cuda":
         dev += f" ({torch.cuda.get_device_name(run.device)})"
