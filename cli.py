@@ -246,7 +246,7 @@ def train(preset, resume, overwrite, n_out_alias, quiet, **options):
 
     from vinterp.checkpoint import CheckpointError
     from vinterp.config import ConfigError
-    from vinterp.train import TrainError, run_from_options
+    from vinterp.train import TrainError, next_stage, run_from_options
 
     if n_out_alias is not None:
         if options["n_out"] is not None:
@@ -271,6 +271,9 @@ def train(preset, resume, overwrite, n_out_alias, quiet, **options):
                  f"SSIM {m['ssim']:.4f} (blend {m['blend_ssim']:.4f})")
     click.echo(line)
     click.echo(f"checkpoint: {result.checkpoint}")
+    then = next_stage(result.preset, result.checkpoint)
+    if then:
+        click.echo(f"next, the shipped model's fine-tuning stage: {then}")
 
 
 @main.command("export")

@@ -11,6 +11,7 @@ import pytest
 from vinterp import losses
 from vinterp.config import (
     PRESETS,
+    SHIPPED_PRESET,
     ConfigError,
     ModelConfig,
     TrainConfig,
@@ -31,17 +32,22 @@ def test_every_preset_builds_valid_configs(name):
 
 
 def test_default_preset_is_the_recipe_of_the_shipped_model():
-    """`vinterp train` with no options reproduces vinterp/models/default.pt's configs (it is
-    the last checkpoint of this schedule): every stored field but the folders."""
+    """`vinterp train`, then `vinterp train --preset finetune`, reproduce
+    vinterp/models/default.pt's configs (it is the last checkpoint of the second schedule):
+    every stored field but the folders and the file it started from; both stages build the
+    same model."""
     import torch
 
     state = torch.load(SHIPPED, weights_only=True)
-    model, train = preset_configs("default")
+    model, train = preset_configs(SHIPPED_PRESET)
+    assert model == preset_configs("default")[0]
+    assert train.init_from == preset_configs("default")[1].out + "/latest.pt"
     assert model == from_dict(ModelConfig, state["model_config"])
     stored = state["train_config"]
+    assert stored["init_from"]  # a fine-tuned model: where it started is on record
     ours = dataclasses.asdict(train)
     differ = {k: (v, ours[k]) for k, v in stored.items() if ours[k] != v}
-    assert set(differ) <= {"data", "out"}, differ
+    assert set(differ) <= {"data", "out", "init_from"}, differ
 
 
 def test_pix2pix_preset_is_the_published_reference():
@@ -89,7 +95,7 @@ def test_cross_config_checks():
     assert e.value.field == "crop" and e.value.named("--crop") .startswith("--crop 7:")
     with pytest.raises(ConfigError, match="flow head"):
         preset_configs("default", model={"head": "pixels"}, train={"lambda_flow": 1.0})
-    with pytest.raises(ConfigError, match="default, pix2pix"):
+    with pytest.raises(ConfigError, match="default, finetune, pix2pix"):
         preset_configs("nope")
 
 

@@ -88,7 +88,7 @@ def test_train_text_options_are_choices_and_options_are_grouped():
     (["--lr", "-1"], ["--lr", "greater than 0"]),
     (["--norm", "group"], ["--norm", "batch, instance, none"]),
     (["--gan-mode", "wgan"], ["--gan-mode", "vanilla, lsgan"]),
-    (["--preset", "nope"], ["--preset", "default, pix2pix"]),
+    (["--preset", "nope"], ["--preset", "default, finetune, pix2pix"]),
     (["--device", "gpu"], ["--device", "cuda:N"]),
     (["--inbetweens", "0"], ["--inbetweens", "at least 1"]),
     (["--batch-size", "abc"], ["--batch-size", "integer"]),
@@ -145,7 +145,7 @@ def test_train_with_no_options_builds_the_default_preset(tmp_path, monkeypatch):
     assert state["preset"] == "default" and state["step"] == 1
     assert state["model_config"] == model and state["train_config"] == cfg
     assert (model.netG, model.ngf, model.flow_downscale, cfg.lambda_gan) == ("unet_64", 32, 4, 0)
-    assert "preset: default (the shipped model's recipe" in r.stderr
+    assert "preset: default (the shipped model's first stage" in r.stderr
     assert "schedule: 1 steps/epoch x 4 epochs (2 + 2 decaying) = 4 steps" in r.stderr
 
 
@@ -306,6 +306,7 @@ def test_init_from_fine_tunes_an_exported_model_with_its_own_config(dataset, tmp
     assert CliRunner().invoke(main, ["export", str(first / "latest.pt"), "-o", str(small)]
                               ).exit_code == 0
     source = load_checkpoint(small)
+    assert source["preset"] == "default"  # export keeps the recipe's name
     # Learning rate so small that one step cannot move float32 weights off their start.
     tune = tmp_path / "tune"
     r = CliRunner().invoke(main, ["train", "--data", str(dataset), "--out", str(tune),
@@ -344,3 +345,23 @@ def test_init_from_refuses_a_model_option_that_changes_the_network(dataset, tmp_
     r = CliRunner().invoke(main, ["train", "--data", str(dataset), "--out", str(tmp_path / "y"),
                                   "--init-from", str(tmp_path / "nothing.pt"), "--quiet"])
     assert r.exit_code != 0 and "no such file" in r.output, r.output
+
+
+def test_the_default_preset_ends_by_naming_its_fine_tuning_stage(dataset, tmp_path):
+    """The shipped model is two runs (`default`, then `finetune` from its checkpoint): the
+    first says how to make the second, and the second fine-tunes that checkpoint."""
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--data", str(dataset), "--out", str(out),
+                                  *TINY_FLAGS, "--max-steps", "1", "--quiet"])
+    assert r.exit_code == 0, r.output
+    then = (f"next, the shipped model's fine-tuning stage: vinterp train --preset finetune "
+            f"--init-from {out / 'latest.pt'}")
+    assert then in r.output
+    r = CliRunner().invoke(main, ["train", "--data", str(dataset), "--preset", "finetune",
+                                  "--init-from", str(out / "latest.pt"), "--out",
+                                  str(tmp_path / "tuned"), "--crop", "32", "--batch-size", "1",
+                                  "--val-windows", "1", "--max-steps", "1"])
+    assert r.exit_code == 0, r.output
+    assert "losses: 1000 x mse;" in r.stderr and "next, the shipped" not in r.output
+    state = load_checkpoint(tmp_path / "tuned" / "latest.pt")
+    assert state["preset"] == "finetune" and state["model_config"].netG == "unet_32"

@@ -172,4 +172,5 @@ def export_model(src: str | os.PathLike, dst: str | os.PathLike, half: bool = Tr
     extra.update({"exported_from_step": state.get("step"), "half": half})
     return save_checkpoint(dst, model_state(
         state["model_config"], gen, train_config=state.get("train_config"),
-        epoch=state.get("epoch"), step=state.get("step"), extra=extra))
+        epoch=state.get("epoch"), step=state.get("step"), preset=state.get("preset"),
+        extra=extra))

@@ -388,22 +388,38 @@ class Preset:
     train: dict[str, Any]  # TrainConfig fields
 
 
+_DEFAULT_MODEL = dict(n_out=5, netG="unet_64", ngf=32, norm="none", dropout=False, head="flow",
+                      flow_downscale=4, flow_param="shared", flow_gain=8.0, corr_radius=0,
+                      flow_prior="stream", flow_method="dis_colour", velocity_candidate=True,
+                      flow_reversal=2, prior_gate=True,
+                      fallback="blend", netD="patchgan", ndf=32, n_layers_D=3)
+_DEFAULT_TRAIN = dict(crop=256, batch_size=4, lr=1e-4, beta1=0.9, n_epochs=2, n_epochs_decay=2,
+                      gan_mode="vanilla", lambda_gan=0.0, lambda_l1=100.0, lambda_flow=0.0,
+                      flip=True, reverse=True, val_windows=32, val_every_steps=250,
+                      num_workers=0, log_every=50)
+
+# The shipped model is made in two stages: `default` (L1 from scratch), then `finetune`
+# (the same model fine-tuned on the squared error, which PSNR measures; L1 from scratch
+# learns motion more steadily, the squared error then adds PSNR where motion is uncertain:
+# docs/training.md, run Y).
 PRESETS: dict[str, Preset] = {
     "default": Preset(
-        summary="the shipped model's recipe: 4:5 flow head seeded by the stream prior (DIS on "
-                "luma and chroma + quadratic motion from the neighbouring inputs, reversed "
-                "to each in-between) with the cross-fade fallback and gated learned "
-                "corrections, unet_64 ngf 32 at 1/4 resolution without normalisation, L1, "
-                "Adam lr 1e-4 beta1 0.9, 2+2 epochs at batch 4",
-        model=dict(n_out=5, netG="unet_64", ngf=32, norm="none", dropout=False, head="flow",
-                   flow_downscale=4, flow_param="shared", flow_gain=8.0, corr_radius=0,
-                   flow_prior="stream", flow_method="dis_colour", velocity_candidate=True,
-                   flow_reversal=2, prior_gate=True,
-                   fallback="blend", netD="patchgan", ndf=32, n_layers_D=3),
-        train=dict(crop=256, batch_size=4, lr=1e-4, beta1=0.9, n_epochs=2, n_epochs_decay=2,
-                   gan_mode="vanilla", lambda_gan=0.0, lambda_l1=100.0, lambda_flow=0.0,
-                   flip=True, reverse=True, val_windows=32, val_every_steps=250,
-                   num_workers=0, log_every=50),
+        summary="the shipped model's first stage (then --preset finetune): 4:5 flow head "
+                "seeded by the stream prior (DIS on luma and chroma + quadratic motion from "
+                "the neighbouring inputs, reversed to each in-between) with the cross-fade "
+                "fallback and gated learned corrections, unet_64 ngf 32 at 1/4 resolution "
+                "without normalisation, L1, Adam lr 1e-4 beta1 0.9, 2+2 epochs at batch 4",
+        model=_DEFAULT_MODEL,
+        train=_DEFAULT_TRAIN,
+    ),
+    "finetune": Preset(
+        summary="the shipped model's second stage: the default preset's run "
+                "(runs/default/latest.pt) fine-tuned on the mean squared error, Adam lr 5e-5, "
+                "1+1 epochs; writes runs/finetune",
+        model=_DEFAULT_MODEL,
+        train={**_DEFAULT_TRAIN, "init_from": "runs/default/latest.pt", "out": "runs/finetune",
+               "lr": 5e-5, "n_epochs": 1, "n_epochs_decay": 1, "lambda_l1": 0.0,
+               "lambda_mse": 1000.0},
     ),
     "pix2pix": Preset(
         summary="the published pix2pix reference: unet_256 ngf 64 writing pixels, GAN + 100 x "
@@ -416,6 +432,8 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 DEFAULT_PRESET = "default"
+# The preset whose last checkpoint is vinterp/models/default.pt (tests/test_config.py).
+SHIPPED_PRESET = "finetune"
 
 
 def preset_configs(name: str = DEFAULT_PRESET, model: dict[str, Any] | None = None,
@@ -437,5 +455,5 @@ def preset_configs(name: str = DEFAULT_PRESET, model: dict[str, Any] | None = No
     return model_cfg, train_cfg
 
 
-__all__ = ["ConfigError", "DEFAULT_PRESET", "ModelConfig", "PRESETS", "Preset", "TrainConfig",
-           "check_pair", "from_dict", "preset_configs", "to_dict"]
+__all__ = ["ConfigError", "DEFAULT_PRESET", "ModelConfig", "PRESETS", "Preset", "SHIPPED_PRESET",
+           "TrainConfig", "check_pair", "from_dict", "preset_configs", "to_dict"]

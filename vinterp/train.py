@@ -43,6 +43,7 @@ from vinterp.checkpoint import CheckpointError, load_checkpoint, model_state, sa
 from vinterp.config import (
     DEFAULT_PRESET,
     PRESETS,
+    SHIPPED_PRESET,
     ConfigError,
     ModelConfig,
     TrainConfig,
@@ -92,6 +93,7 @@ class TrainResult:
     step_seconds: list = field(repr=False, compare=False, default_factory=list)
     generator: torch.nn.Module = field(repr=False, compare=False, default=None)
     discriminator: torch.nn.Module = field(repr=False, compare=False, default=None)
+    preset: str | None = None  # the recipe's name, as stored in the checkpoint
 
 
 @dataclass
@@ -677,7 +679,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: str | Path | None = 
     if run.world > 1:
         dist.barrier()
     return TrainResult(run.checkpoint, run.epoch, run.step, time.time() - run.start_time,
-                       run.last_metrics, run.step_seconds, run.G, run.D)
+                       run.last_metrics, run.step_seconds, run.G, run.D, run.preset)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -701,10 +703,22 @@ def resolve_resume(path: str | Path, overrides: dict) -> tuple[ModelConfig, Trai
     return state["model_config"], replace(tc, **overrides), state.get("preset")
 
 
+def next_stage(preset: str | None, checkpoint: Path) -> str | None:
+    """The command that continues a run of `preset` to the shipped model (its fine-tuning
+    stage), or None when there is none."""
+    if (preset or DEFAULT_PRESET) != DEFAULT_PRESET:
+        return None
+    cmd = f"vinterp train --preset {SHIPPED_PRESET}"
+    if Path(PRESETS[SHIPPED_PRESET].train["init_from"]) != Path(checkpoint):
+        cmd += f" --init-from {shlex.quote(str(checkpoint))}"
+    return cmd
+
+
 def _init_model_config(path: str) -> ModelConfig:
     if not Path(path).is_file():
-        raise TrainError(f"--init-from {path}: no such file (give a run's latest.pt or a model "
-                         "from `vinterp export`)")
+        raise TrainError(f"--init-from {path}: no such file (train the model to start from "
+                         "first, e.g. `vinterp train`, or give --init-from with a run's "
+                         "latest.pt or an exported model)")
     return load_checkpoint(path)["model_config"]
 
 
@@ -731,8 +745,10 @@ def run_from_options(options: dict, resume: str | None = None, overwrite: bool =
         model_cfg, cfg, preset = resolve_resume(path, train_opts)
     else:
         preset = preset or DEFAULT_PRESET
-        if train_opts.get("init_from"):  # fine-tuning: the model is the checkpoint's
-            model_opts = {**to_dict(_init_model_config(train_opts["init_from"])), **model_opts}
+        init = train_opts.get("init_from", PRESETS[preset].train.get("init_from", "")
+                              if preset in PRESETS else "")
+        if init:  # fine-tuning: the model is the checkpoint's
+            model_opts = {**to_dict(_init_model_config(init)), **model_opts}
         model_cfg, cfg = preset_configs(preset, model_opts, train_opts)
         path = None
         existing = Path(cfg.out) / CHECKPOINT_NAME
