@@ -399,9 +399,9 @@ _DEFAULT_TRAIN = dict(crop=256, batch_size=4, lr=1e-4, beta1=0.9, n_epochs=2, n_
                       num_workers=0, log_every=50)
 
 # The shipped model is made in two stages: `default` (L1 from scratch), then `finetune`
-# (the same model fine-tuned on the squared error, which PSNR measures; L1 from scratch
-# learns motion more steadily, the squared error then adds PSNR where motion is uncertain:
-# docs/training.md, run Y).
+# (the same model fine-tuned mostly on the squared error, which PSNR measures; L1 from
+# scratch learns motion more steadily, the squared error then adds PSNR where motion is
+# uncertain, and a little L1 keeps the SSIM it costs: docs/training.md, runs Y and YM).
 PRESETS: dict[str, Preset] = {
     "default": Preset(
         summary="the shipped model's first stage (then --preset finetune): 4:5 flow head "
@@ -414,11 +414,11 @@ PRESETS: dict[str, Preset] = {
     ),
     "finetune": Preset(
         summary="the shipped model's second stage: the default preset's run "
-                "(runs/default/latest.pt) fine-tuned on the mean squared error, Adam lr 5e-5, "
-                "1+1 epochs; writes runs/finetune",
+                "(runs/default/latest.pt) fine-tuned on the mean squared error x1000 with L1 "
+                "x25, Adam lr 5e-5, 1+1 epochs; writes runs/finetune",
         model=_DEFAULT_MODEL,
         train={**_DEFAULT_TRAIN, "init_from": "runs/default/latest.pt", "out": "runs/finetune",
-               "lr": 5e-5, "n_epochs": 1, "n_epochs_decay": 1, "lambda_l1": 0.0,
+               "lr": 5e-5, "n_epochs": 1, "n_epochs_decay": 1, "lambda_l1": 25.0,
                "lambda_mse": 1000.0},
     ),
     "pix2pix": Preset(
