@@ -745,11 +745,10 @@ def run_from_options(options: dict, resume: str | None = None, overwrite: bool =
         model_cfg, cfg, preset = resolve_resume(path, train_opts)
     else:
         preset = preset or DEFAULT_PRESET
-        init = train_opts.get("init_from", PRESETS[preset].train.get("init_from", "")
-                              if preset in PRESETS else "")
-        if init:  # fine-tuning: the model is the checkpoint's
-            model_opts = {**to_dict(_init_model_config(init)), **model_opts}
         model_cfg, cfg = preset_configs(preset, model_opts, train_opts)
+        if cfg.init_from:  # fine-tuning: the model is the checkpoint's, with the given options
+            model_cfg, cfg = preset_configs(
+                preset, {**to_dict(_init_model_config(cfg.init_from)), **model_opts}, train_opts)
         path = None
         existing = Path(cfg.out) / CHECKPOINT_NAME
         if existing.exists() and not overwrite:

@@ -62,16 +62,12 @@ def _grid(flows: torch.Tensor, hp: int, wp: int, scale: float = 1.0) -> torch.Te
     `grid_sample(align_corners=True)` on a source of size `hp x wp`."""
     h, w = flows.shape[-2:]
     dev, dt = flows.device, flows.dtype
-    gx = torch.arange(w, device=dev, dtype=dt) * (2.0 / (wp - 1)) - 1.0
-    gy = (torch.arange(h, device=dev, dtype=dt) * (2.0 / (hp - 1)) - 1.0)[:, None]
-    # Each coordinate written into its slot of the interleaved grid from contiguous planes
-    # rather than one multiply-add over the channel-last view of the flows: the same values,
-    # 5.7 against 3.7 ms for 10 flows at 640x360 alone on one loaded core (within noise
-    # inside a whole pass on two quiet cores).
-    grid = flows.new_empty(*flows.shape[:-3], h, w, 2)
-    grid[..., 0] = torch.add(gx, flows[..., 0, :, :], alpha=2.0 * scale / (wp - 1))
-    grid[..., 1] = torch.add(gy, flows[..., 1, :, :], alpha=2.0 * scale / (hp - 1))
-    return grid
+    base = torch.stack(torch.meshgrid(torch.arange(w, device=dev, dtype=dt) * (2.0 / (wp - 1)),
+                                      torch.arange(h, device=dev, dtype=dt) * (2.0 / (hp - 1)),
+                                      indexing="xy"), -1) - 1.0
+    gain = torch.tensor([2.0 * scale / (wp - 1), 2.0 * scale / (hp - 1)], device=dev, dtype=dt)
+    # `base` first: the result takes its (contiguous, channel-last) layout.
+    return torch.addcmul(base, flows.movedim(-3, -1), gain).contiguous()
 
 
 def warp_many(img: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
@@ -313,7 +309,7 @@ class FlowHead(nn.Module):
         if prior is not None:
             # The prior is in full-resolution pixels; `_grid` scales everything by s.
             flows = add_flows_at(flows, prior[1], self.t, 1.0 / s)
-        mask = fields[:, 4 * m:5 * m].unsqueeze(1)  # (B, 1, m, H, W)
+        mask = fields[:, 4 * m:5 * m].unsqueeze(2)
         residual = fields[:, 5 * m:8 * m].view(b, m, 3, h, w)
 
         # One grid_sample call for all 2m warps: source (B*2, 3, H', W'), grid (B*2, m*H, W, 2).
@@ -321,25 +317,20 @@ class FlowHead(nn.Module):
         grid = _grid(flows, *src.shape[-2:], scale=s).view(b * 2, m * h, w, 2)
         warped = F.grid_sample(src, grid, mode="bilinear", padding_mode="border",
                                align_corners=True).view(b, 2, 3, m, h, w)
-        # The mixing works in grid_sample's own layout, (B, 3, m, H, W), and reorders the
-        # frames once at the end: elementwise, so bit-identical to mixing the transposed
-        # views. (Alone on one loaded core a lerp over those views took 3-5x as long; inside
-        # a whole 640x360 pass on two quiet cores the difference is within noise.)
-        w0, w1 = warped[:, 0], warped[:, 1]
-        mixed = torch.lerp(w1, w0, mask)  # mask * w0 + (1 - mask) * w1
+        w0, w1 = warped[:, 0].transpose(1, 2), warped[:, 1].transpose(1, 2)  # (B, m, 3, H, W)
+        # lerp = mask * w0 + (1 - mask) * w1; residual first so the sum is contiguous.
+        mixed = torch.lerp(w1, w0, mask)
         beta = None
         if fb is not None:
-            beta = fields[:, 8 * m:].unsqueeze(1)
-            mixed = torch.lerp(mixed, _cross_fade(x, self.t, channels_first=True), beta)
-        frames = mixed.add_(residual.transpose(1, 2)).clamp_(-1, 1)
-        frames = frames.transpose(1, 2).reshape(b, 3 * m, h, w)
+            beta = fields[:, 8 * m:].unsqueeze(2)
+            mixed = torch.lerp(mixed, _cross_fade(x, self.t), beta)
+        frames = (residual + mixed).clamp_(-1, 1).view(b, 3 * m, h, w)
         if not aux:
             return frames, {}
         out = {"flow0": flows[:, 0] * s, "flow1": flows[:, 1] * s,
-               "mask": mask.transpose(1, 2), "residual": residual,
-               "warped0": w0.transpose(1, 2), "warped1": w1.transpose(1, 2)}
+               "mask": mask, "residual": residual, "warped0": w0, "warped1": w1}
         if beta is not None:
-            out["fallback"] = beta.transpose(1, 2)
+            out["fallback"] = beta
         return frames, out
 
 
@@ -397,12 +388,8 @@ def prior_frames(x: torch.Tensor, pair: torch.Tensor, coef: torch.Tensor, t: tor
     return mixed.clamp_(-1, 1).reshape(b, 3 * m, h, w)
 
 
-def _cross_fade(x: torch.Tensor, t: torch.Tensor, channels_first: bool = False
-                ) -> torch.Tensor:
-    """x: `(B, 6, H, W)` endpoints -> `(B, m, 3, H, W)` the cross-fade `(1 - t) I_0 + t I_1`
-    (`(B, 3, m, H, W)` with `channels_first`)."""
-    if channels_first:
-        return torch.lerp(x[:, :3, None], x[:, 3:, None], t.view(1, 1, -1, 1, 1).to(x.dtype))
+def _cross_fade(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """x: `(B, 6, H, W)` endpoints -> `(B, m, 3, H, W)` the cross-fade `(1 - t) I_0 + t I_1`."""
     return torch.lerp(x[:, None, :3], x[:, None, 3:], t.view(1, -1, 1, 1, 1).to(x.dtype))
 
 
