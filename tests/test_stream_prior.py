@@ -3,6 +3,7 @@ training windows and `vinterp upsample`, with none at clip ends and across scene
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -259,3 +260,44 @@ def test_inverted_flows_undo_the_forward_motion():
     err_inverted = np.abs(invert_flow(zoom) - exact)[inner].max()
     err_in_place = np.abs(-zoom - exact)[inner].max()
     assert err_inverted < 0.5 * err_in_place
+
+
+def test_threads_sharing_a_flow_cache_wait_for_a_flow_instead_of_recomputing(monkeypatch):
+    """Pairs interpolated on two threads at once share the generator's cache: a flow that one
+    thread is computing is waited for by the other, not computed twice."""
+    import threading
+    from concurrent.futures import Future
+
+    from vinterp import motion
+
+    calls, started, waiting, release = [], *(threading.Event() for _ in range(3))
+    real = motion.dis_flow
+
+    def slow(a, b):
+        calls.append(1)
+        started.set()
+        release.wait(10)
+        return real(a, b)
+
+    class Marked(Future):  # says when a thread waits for a flow being computed
+        def result(self, timeout=None):
+            if not self.done():
+                waiting.set()
+            return super().result(timeout)
+
+    monkeypatch.setitem(motion.FLOW_METHODS, "dis", slow)
+    monkeypatch.setattr(motion, "Future", Marked)
+    f = accelerating(3)
+    cache, got = motion.FlowCache(), {}
+    first = threading.Thread(target=lambda: got.update(a=cache.flows([(f[0], f[1])])))
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=lambda: got.update(b=cache.flows([(f[0], f[1])])))
+    second.start()
+    assert waiting.wait(10), "the second thread did not wait for the first one's flow"
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert len(calls) == 1 and np.array_equal(got["a"][0], got["b"][0])
+    copy = pickle.loads(pickle.dumps(cache))  # DataLoader workers get a copy of the cache
+    assert copy.flows([(f[1], f[2])])[0].shape == (*f[1].shape[:2], 2)

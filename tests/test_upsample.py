@@ -386,3 +386,29 @@ def test_codecs_and_containers(tmp_path, models, name, codec, extra):
     exact = codec == "ffv1" or extra == ["--lossless"]
     assert all((np.array_equal(out[6 * i], inp[i]) if exact else mad(out[6 * i], inp[i]) <
                 CODEC_ERR) for i in range(4))
+
+
+def test_pairs_in_parallel_give_the_frames_of_one_at_a_time_in_order(tmp_path):
+    """On the CPU two pairs go through the model at once (`--threads 2`); the output must be
+    exactly that of one pair at a time (`--threads 1`): same frames, same order, with the
+    bundled stream-prior model (neighbours, shared flow cache), a static pair and a cut."""
+    from vinterp.upsample import plan_threads
+
+    assert plan_threads(2, torch.device("cpu")) == (2, 1)
+    assert plan_threads(1, torch.device("cpu")) == (1, 1)
+    assert plan_threads(8, torch.device("cpu")) == (2, 4)
+    a = moving_square(5, 128, 192, size=24, vx=7, vy=2, seed=3)
+    b = scene_cut_frames(3, 2, 128, 192)[3:]
+    folder = write_frames(tmp_path / "frames", [*a[:3], a[2], *a[3:], *b])
+    before = torch.get_num_threads()
+    outs = {}
+    for threads in (1, 2):
+        seq = tmp_path / f"t{threads}" / "%04d.png"
+        r = run(folder, "-o", seq, "--threads", threads, "--quiet")
+        assert r.exit_code == 0, r.output
+        assert "1 static pair(s)" in r.stdout and "1 scene cut(s)" in r.stdout
+        outs[threads] = [read_image(p) for p in list_frame_files(seq.parent)]
+    assert torch.get_num_threads() == before
+    assert len(outs[1]) == len(outs[2]) == 6 * 8 + 1
+    assert all(np.array_equal(x, y) for x, y in zip(outs[1], outs[2], strict=True))
+    assert not np.array_equal(outs[2][3], blend(a[0], a[1], 0.5))  # the model did run

@@ -13,6 +13,8 @@ the flow head's motion, so training only has to learn where and how that flow is
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -226,6 +228,8 @@ class FlowCache:
     the frame after (F_12) is pair i+1's F01, so with this cache the stream prior costs two DIS
     calls per pair, as the `dis` prior does; results are identical to recomputing them. Flows
     not in the cache are computed on `workers` threads at once (OpenCV releases the GIL).
+    Thread-safe: pairs interpolated on several threads at once share it, and a flow that one
+    thread is computing is waited for by the others, not computed twice.
     """
 
     def __init__(self, size: int = 8, workers: int = 2, method: str = "dis") -> None:
@@ -233,8 +237,9 @@ class FlowCache:
             raise ValueError(f"unknown flow method {method!r}; choose one of "
                              f"{', '.join(FLOW_METHODS)}")
         self.size, self.workers, self.method = size, workers, method
-        self._flows: dict[tuple, np.ndarray] = {}
+        self._flows: dict[tuple, Future] = {}
         self._pool, self._pid = None, None
+        self._lock = threading.Lock()
 
     @staticmethod
     def _key(a: np.ndarray, b: np.ndarray) -> tuple:
@@ -254,43 +259,53 @@ class FlowCache:
         """Start computing the flows of `pairs` in the background (a stream's next pair, while
         the network runs on this one); `flows` then waits for them instead of starting over.
         The arrays must not be modified until then."""
-        for a, b in pairs:
-            key = self._key(a, b)
-            if key not in self._flows:
-                self._store(key, self._executor().submit(self._flow, a, b))
+        with self._lock:
+            for a, b in pairs:
+                key = self._key(a, b)
+                if key not in self._flows:
+                    self._store(key, self._executor().submit(self._flow, a, b))
 
     def flows(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
         """The flow of each `(a, b)` of `pairs`, from the cache where it can."""
         keys = [self._key(a, b) for a, b in pairs]
-        todo = {k: p for k, p in zip(keys, pairs, strict=True) if k not in self._flows}
-        if len(todo) > 1 and self.workers > 1:
+        inline = []  # computed on this thread: (future, pair)
+        with self._lock:
+            todo = {k: p for k, p in zip(keys, pairs, strict=True) if k not in self._flows}
+            pooled = len(todo) > 1 and self.workers > 1
             for k, p in todo.items():
-                self._flows[k] = self._executor().submit(self._flow, *p)
-        else:
-            for k, p in todo.items():
-                self._flows[k] = self._flow(*p)
-        # Resolved before anything is stored back: a batch may need more flows than the cache
-        # holds, and storing evicts the oldest.
-        got = {}
-        for k in keys:
-            f = got[k] if k in got else self._flows[k]
-            got[k] = f.result() if hasattr(f, "result") else f
-        for k in got:
-            self._store(k, got[k])
+                if pooled:
+                    self._flows[k] = self._executor().submit(self._flow, *p)
+                else:
+                    self._flows[k] = Future()
+                    inline.append((self._flows[k], p))
+            # Taken before anything is stored back: a batch may need more flows than the cache
+            # holds, and storing evicts the oldest.
+            wanted = {k: self._flows[k] for k in keys}
+        for fut, p in inline:
+            try:
+                fut.set_result(self._flow(*p))
+            except BaseException as e:
+                fut.set_exception(e)
+        got = {k: f.result() for k, f in wanted.items()}
+        with self._lock:
+            for k, f in wanted.items():
+                self._store(k, f)
         return [got[k] for k in keys]
 
     def _flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return FLOW_METHODS[self.method](a, b)
 
-    def _store(self, key: tuple, value) -> None:
+    def _store(self, key: tuple, value: Future) -> None:
         self._flows.pop(key, None)
         self._flows[key] = value  # most recent last
         while len(self._flows) > self.size:
             del self._flows[next(iter(self._flows))]
 
     def __getstate__(self) -> dict:  # a thread pool does not pickle; a copy starts without
-        return {"size": self.size, "workers": self.workers, "method": self.method,
-                "_flows": {}, "_pool": None, "_pid": None}
+        return {"size": self.size, "workers": self.workers, "method": self.method}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
 
 
 def to_uint8_frames(x: torch.Tensor) -> np.ndarray:

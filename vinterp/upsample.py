@@ -12,12 +12,16 @@ import queue
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from data_prep.scenes import CUT_THRESHOLD, frame_signature, signature_score
@@ -276,6 +280,40 @@ def _mids(kind: str, a: np.ndarray, b: np.ndarray, m: int, made) -> list:
     return [None] * m  # no in-between of this pair is written
 
 
+# On the CPU, frame pairs are interpolated this many at once, each on its own thread(s).
+# Splitting one pair's work over two cores wastes much of the second: the network's layers at
+# 1/4 resolution are small and OpenMP's threads wait for each other at every operation, the
+# more so while the flows of the next pair are computed beside them. Two pairs at once, each
+# single-threaded, keep both cores of a 2-core machine busy (docs/upsample.md); more would
+# only multiply the memory that pairs in flight hold.
+MAX_PARALLEL_PAIRS = 2
+
+
+def plan_threads(threads: int | None, device: torch.device) -> tuple[int, int]:
+    """(pairs in the model at once, torch threads each) for `threads` CPU threads (None:
+    torch's current count, by default the number of cores). Off the CPU: one pair batch at a
+    time, torch's threads unchanged (None)."""
+    if device.type != "cpu":
+        return 1, threads
+    threads = threads or torch.get_num_threads()
+    workers = max(1, min(threads, MAX_PARALLEL_PAIRS))
+    return workers, max(1, threads // workers)
+
+
+@contextmanager
+def _torch_threads(n: int | None):
+    """torch's intra-op threads set to `n` (process-wide) for the block, then restored."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def _interpolate(interp: Interpolator, todo: list) -> np.ndarray:
     """In-betweens `(B, m, H, W, 3)` of the model pairs `todo` ([kind, a, b, lo, before,
     after]); a model with context gets each pair's neighbours, a missing one given as its
@@ -288,8 +326,38 @@ def _interpolate(interp: Interpolator, todo: list) -> np.ndarray:
     return interp.interpolate_batch(a, b, before, after)
 
 
+class _InOrder:
+    """Batches of pairs through the model on `workers` threads, one batch per thread; batches
+    come back in the order they were given (the model's in-betweens, or None for a batch
+    without model pairs, with the batch itself)."""
+
+    def __init__(self, interp: Interpolator, workers: int):
+        self._interp, self._workers = interp, workers
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="pairs")
+        self._queue: deque = deque()  # (future of the in-betweens or None, batch), oldest first
+
+    def submit(self, batch: list) -> None:
+        todo = [p for p in batch if p[0] == "model"]
+        job = self._pool.submit(_interpolate, self._interp, todo) if todo else None
+        self._queue.append((job, list(batch)))
+
+    def ready(self, wait: bool = False):
+        """Yield `(in-betweens iterator or None, batch)`, oldest first: those already done, and
+        the oldest ones until fewer than `workers` are in the model (memory stays bounded);
+        with `wait`, all."""
+        q = self._queue
+        while q and (wait or len(q) > 2 * self._workers + 2
+                     or sum(job is not None for job, _ in q) >= self._workers
+                     or q[0][0] is None or q[0][0].done()):
+            job, batch = q.popleft()
+            yield (None if job is None else iter(job.result())), batch
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)  # a running batch ends within a pair
+
+
 def _stream(frames, first: np.ndarray, interp: Interpolator, timing: Timing,
-            writer: FrameWriter, name: str, *, batch: int, scene_cuts: bool,
+            writer: FrameWriter, name: str, *, batch: int, workers: int, scene_cuts: bool,
             static_tolerance: int, total: int | None, progress: bool,
             on_progress: Callable[[int, int], None] | None) -> dict[str, int]:
     """Decode, interpolate and encode every frame, then commit the output; on any error or
@@ -300,25 +368,26 @@ def _stream(frames, first: np.ndarray, interp: Interpolator, timing: Timing,
                file=sys.stderr, smoothing=0.05, desc="upsample")
     prefetch = _Prefetch(frames, depth=2 * batch + 2)
     sink = _Sink(writer, depth=2 * batch * full + 2)
+    order = _InOrder(interp, workers)
 
     def emit(frame: np.ndarray, j: int) -> None:
         if timing.selected(j):
             sink.put(frame)
             counts["out"] += 1
 
-    def flush(pending: list) -> None:
-        todo = [p for p in pending if p[0] == "model"]
-        made = iter(_interpolate(interp, todo)) if todo else None
-        for kind, a, b, lo, _, _ in pending:
-            for k, mid in enumerate(_mids(kind, a, b, m, made)):
-                if mid is not None:
-                    emit(mid, lo + k)
-            emit(b, lo + m)
-            counts[kind] = counts.get(kind, 0) + 1
-        bar.update(counts["out"] - bar.n)
-        if on_progress is not None:
-            on_progress(counts["in"], counts["out"])
+    def flush(pending: list, wait: bool = False) -> None:
+        order.submit(pending)
         pending.clear()
+        for made, batch in order.ready(wait):
+            for kind, a, b, lo, _, _ in batch:
+                for k, mid in enumerate(_mids(kind, a, b, m, made)):
+                    if mid is not None:
+                        emit(mid, lo + k)
+                emit(b, lo + m)
+                counts[kind] = counts.get(kind, 0) + 1
+            bar.update(counts["out"] - bar.n)
+            if on_progress is not None:
+                on_progress(counts["in"], counts["out"])
 
     try:
         sig_prev = frame_signature(first) if scene_cuts else None
@@ -347,7 +416,7 @@ def _stream(frames, first: np.ndarray, interp: Interpolator, timing: Timing,
             prev, sig_prev = cur, sig
         if waiting is not None:
             pending.append(tuple(waiting))
-        flush(pending)
+        flush(pending, wait=True)
         sink.finish()
         writer.commit()
     except BaseException:
@@ -356,6 +425,7 @@ def _stream(frames, first: np.ndarray, interp: Interpolator, timing: Timing,
         bar.leave = False  # cleared, so the error or interrupt line stands alone
         raise
     finally:
+        order.close()
         prefetch.close()
         bar.close()
     return counts
@@ -392,8 +462,10 @@ def upsample_file(
     to a temporary name and renamed at the end; any error or Ctrl-C removes it. Input frames
     are copied to the output unchanged; pairs across a scene cut repeat the nearest endpoint;
     pairs whose pixels differ by at most `static_tolerance` levels are blended, not sent through
-    the network. `notify` gets one-line notices; `on_progress(frames_in, frames_out)` is called
-    after each batch. Raises `VideoIOError`, `DecodeError`, `CheckpointError` or
+    the network. On the CPU, `threads` (None: torch's count) are shared by up to
+    MAX_PARALLEL_PAIRS batches in the model at once (`plan_threads`); torch's thread count is
+    restored at the end. `notify` gets one-line notices; `on_progress(frames_in, frames_out)`
+    is called after each batch. Raises `VideoIOError`, `DecodeError`, `CheckpointError` or
     `InferenceError` with a one-line message.
     """
     started = time.perf_counter()
@@ -409,7 +481,7 @@ def upsample_file(
     src, frames = open_source(input, input_fps)
     try:
         interp = model if isinstance(model, Interpolator) else Interpolator(
-            model, device=device, precision=precision, threads=threads, tile=tile)
+            model, device=device, precision=precision, tile=tile)
         timing = plan_timing(interp.m, src.fps, fps, factor, slowmo)
         first = next(iter(frames), None)
     except BaseException:
@@ -418,6 +490,7 @@ def upsample_file(
     if first is None:
         raise InferenceError(f"{input}: no frames could be decoded (empty or broken video)")
     batch = batch_size or (4 if interp.device.type == "cuda" else 1)
+    workers, per_worker = plan_threads(threads, interp.device)
 
     audio_from, audio_filter, audio = _plan_audio(src, output, timing, stretch_audio, note)
     try:
@@ -434,9 +507,11 @@ def upsample_file(
              f"is {writer.out_width}x{writer.out_height} (edge repeated); --lossless or an "
              f"image sequence keeps the exact size")
     total = timing.count(src.expected_frames) if src.expected_frames else None
-    counts = _stream(frames, first, interp, timing, writer, str(input), batch=batch,
-                     scene_cuts=scene_cuts, static_tolerance=static_tolerance, total=total,
-                     progress=progress, on_progress=on_progress)
+    with _torch_threads(per_worker):
+        counts = _stream(frames, first, interp, timing, writer, str(input), batch=batch,
+                         workers=workers, scene_cuts=scene_cuts,
+                         static_tolerance=static_tolerance, total=total, progress=progress,
+                         on_progress=on_progress)
 
     if counts["in"] == 1:
         note("one input frame: nothing to interpolate, it is written as a 1-frame output")
