@@ -41,26 +41,27 @@ from data_prep.decode import ffmpeg_exe  # noqa: E402
 CLIP = ROOT.parent / "shared" / "data" / "videos" / "intel_bottle-detection.mp4"  # 640x360
 
 
+def _children(pid: int) -> list[int]:
+    """Child pids of `pid`, from its threads' /proc children lists."""
+    kids = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += [int(c) for c in (task / "children").read_text().split()]
+    return kids
+
+
 def tree_rss_kb(pid: int) -> int:
-    """Summed VmRSS of `pid` and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                stat = Path(f"/proc/{d}/stat").read_text()
-                ppid = int(stat.rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
+    """Summed VmRSS of `pid` and all its descendants. Walks the tree's own /proc entries only:
+    scanning all of /proc every 20 ms took ~2.5 ms of CPU a time, 5% of a 2-core machine,
+    slowing the commands it measured."""
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
-        todo += children.get(p, [])
         try:
+            todo += _children(p)
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
-        except OSError:
+        except (OSError, ValueError):
             pass
     return total
 

@@ -162,6 +162,9 @@ def test_bf16_autocast_runs_close_to_fp32(tmp_path):
 
 _FAULTS = """
 import resource
+import sys
+import threading
+
 import torch
 
 def faults():  # minor page faults of allocating and freeing a 48 MB tensor 8 times
@@ -170,15 +173,38 @@ def faults():  # minor page faults of allocating and freeing a 48 MB tensor 8 ti
         torch.empty(12 * 2**20).fill_(1.0)
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
-plain = faults()
-from vinterp.config import ModelConfig
-from vinterp.inference import Interpolator
-from vinterp.networks import build_generator
+def across_threads(rounds=3):  # as `upsample`: two pair workers allocate, another thread frees
+    import queue
 
-cfg = ModelConfig(**TINY)
-Interpolator.from_generator(build_generator(cfg), cfg, device="cpu")
-faults()  # the first block after the change is mapped once
-print(plain, faults())
+    made = queue.Queue()
+    work = lambda: [made.put(torch.empty(12 * 2**20).fill_(1.0)) for _ in range(4)]
+    for _ in range(rounds):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        workers = [threading.Thread(target=work) for _ in range(2)]
+        for w in workers:
+            w.start()
+        for _ in range(8):
+            made.get()
+        for w in workers:
+            w.join()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before  # the last round
+
+if sys.argv[1] == "plain":
+    print(faults())
+elif sys.argv[1] == "interpolator":
+    from vinterp.config import ModelConfig
+    from vinterp.inference import Interpolator
+    from vinterp.networks import build_generator
+
+    cfg = ModelConfig(**TINY)
+    Interpolator.from_generator(build_generator(cfg), cfg, device="cpu")
+    faults()  # the first block after the change is mapped once
+    print(faults())
+else:  # as `vinterp upsample` does: first, before any thread has allocated
+    from vinterp.devices import reuse_freed_memory
+
+    reuse_freed_memory()
+    print(across_threads())
 """
 
 
@@ -186,11 +212,16 @@ print(plain, faults())
 def test_freed_full_resolution_tensors_are_reused_not_page_faulted_anew():
     """Per-pair tensors above glibc's 32 MB mmap threshold were unmapped when freed and
     faulted in again for the next pair (a fifth of the upsample loop); `Interpolator` on the
-    CPU keeps them instead."""
+    CPU keeps them instead, and the CLI, which sets it before any thread starts, also for
+    the threads that interpolate pairs (one arena for all)."""
     script = f"TINY = {TINY!r}\n{_FAULTS}"
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         check=True).stdout.split()
-    plain, reused = int(out[0]), int(out[1])
+
+    def run(mode: str) -> list[int]:
+        out = subprocess.run([sys.executable, "-c", script, mode], capture_output=True,
+                             text=True, check=True).stdout
+        return [int(v) for v in out.split()]
+
     pages = 12 * 2**20 * 4 // 4096
-    assert plain >= 6 * pages  # without it, every allocation faults its pages in
-    assert reused < pages
+    assert run("plain")[0] >= 6 * pages  # without it, every allocation faults its pages in
+    assert run("interpolator")[0] < pages
+    assert run("early")[0] < pages

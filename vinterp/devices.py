@@ -36,14 +36,16 @@ def pick_device(name: str = "auto") -> torch.device:
 # back to the OS, so each full-resolution tensor of a frame pair (the 45-channel field upsample
 # alone is 41 MB at 640x360) is mapped and page-faulted in anew: 1.5 million minor faults and a
 # fifth of the upsample loop on a 40-frame clip. Raising the thresholds keeps freed blocks for
-# reuse; memory stays flat because the next pair needs the same sizes.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+# reuse; memory stays flat because the next pair needs the same sizes. One arena: `upsample`
+# interpolates two pairs at once on two threads, and with an arena per thread a block freed
+# by one was not reused by the other (4x the page faults, +25% peak memory on sam2_bedroom).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 REUSE_BYTES = 1 << 30
 
 
 def reuse_freed_memory() -> bool:
-    """Make the C allocator keep freed blocks up to `REUSE_BYTES` instead of unmapping them
-    (process-wide, like torch's thread count). Returns whether it applied: glibc only; False
+    """Make the C allocator keep freed blocks up to `REUSE_BYTES` instead of unmapping them,
+    in one arena for all threads (process-wide, like torch's thread count). Returns whether it applied: glibc only; False
     elsewhere (macOS, musl, Windows), where nothing changes."""
     import ctypes
     import ctypes.util
@@ -56,5 +58,5 @@ def reuse_freed_memory() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, REUSE_BYTES)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, REUSE_BYTES))
+    return all([mallopt(_M_MMAP_THRESHOLD, REUSE_BYTES), mallopt(_M_TRIM_THRESHOLD, REUSE_BYTES),
+                mallopt(_M_ARENA_MAX, 1)])
