@@ -225,3 +225,25 @@ def test_freed_full_resolution_tensors_are_reused_not_page_faulted_anew():
     assert run("plain")[0] >= 6 * pages  # without it, every allocation faults its pages in
     assert run("interpolator")[0] < pages
     assert run("early")[0] < pages
+
+
+def test_cpu_runs_a_loaded_flow_head_channels_last_with_the_same_frames():
+    """A checkpoint loaded on the CPU runs its backbone channels-last (faster convolutions);
+    the in-betweens are those of the default layout, and a caller's own model is left as it
+    is. The bundled model: a real stream prior and trained weights."""
+    from vinterp.inference import default_model_path
+
+    fast = Interpolator(default_model_path(), device="cpu")
+    conv = next(m for m in fast.generator.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    mine = build_generator(fast.config)
+    mine.load_state_dict(fast.generator.state_dict())
+    plain = Interpolator.from_generator(mine, fast.config, device="cpu")
+    conv = next(m for m in mine.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous() and not conv.weight.is_contiguous(
+        memory_format=torch.channels_last)
+    f = moving_square(4, 128, 192, size=24, vx=9, vy=3)
+    got = fast.interpolate_pair(f[1], f[2], f[0], f[3])
+    ref = plain.interpolate_pair(f[1], f[2], f[0], f[3])
+    assert max(np.abs(a.astype(int) - b).max() for a, b in zip(got, ref, strict=True)) <= 1
+    assert not np.array_equal(ref[2], np.rint(blend(f[1], f[2], 0.5)))  # the network ran

@@ -224,6 +224,17 @@ def test_backward_warp_half_pixel_is_bilinear_and_differentiable() -> None:
     assert flow.grad is not None and flow.grad[:, 0].abs().sum() > 0
 
 
+def test_backward_warp_gives_the_same_values_in_training_and_inference() -> None:
+    """Inference builds the sampling grid plane by plane (no autograd there); training keeps
+    the differentiable path. Both must sample exactly the same points."""
+    img = _rand(2, 3, 37, 53)
+    flow = torch.randn(2, 2, 37, 53) * 6
+    with torch.no_grad():
+        fast = backward_warp(img, flow)
+    trained = backward_warp(img, flow.clone().requires_grad_(True))
+    assert torch.equal(fast, trained.detach())
+
+
 # ---------------------------------------------------------------------------------------------
 # Flow head
 

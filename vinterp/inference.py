@@ -81,7 +81,9 @@ class Interpolator:
     `precision`: auto (fp16 on CUDA, fp32 elsewhere) | fp32 | fp16 | bf16 (autocast).
     `threads`: torch CPU threads (process-wide; None leaves torch's default).
     On the CPU it also makes the C allocator reuse freed blocks (`devices.reuse_freed_memory`,
-    process-wide): per-pair full-resolution tensors otherwise page-fault in anew each time.
+    process-wide): per-pair full-resolution tensors otherwise page-fault in anew each time;
+    and a flow head loaded from a checkpoint runs its backbone channels-last
+    (`FlowHead.backbone_channels_last`).
     `tile`: tile side in pixels (0: only tile padded frames over `max_pixels`, at 1024).
     """
 
@@ -125,6 +127,9 @@ class Interpolator:
         self.factor: int = cfg.n_out + 1
         self.multiple: int = generator_multiple(cfg)
         self.generator = G.to(self.device).eval()
+        if (_generator is None and self.device.type == "cpu"
+                and hasattr(G, "backbone_channels_last")):
+            G.backbone_channels_last()  # not for a caller's model: it changes its weights' layout
         spec_of = getattr(G, "prior_spec", None)  # flow heads: their classical prior
         self.prior_spec = spec_of() if spec_of is not None else None
         self.tile = _round_up(tile, self.multiple) if tile else 0
