@@ -362,6 +362,9 @@ def test_the_default_preset_ends_by_naming_its_fine_tuning_stage(dataset, tmp_pa
                                   str(tmp_path / "tuned"), "--crop", "32", "--batch-size", "1",
                                   "--val-windows", "1", "--max-steps", "1"])
     assert r.exit_code == 0, r.output
-    assert "losses: 25 x l1, 1000 x mse;" in r.stderr and "next, the shipped" not in r.output
+    assert "losses: 50 x l1, 1000 x mse;" in r.stderr and "next, the shipped" not in r.output
     state = load_checkpoint(tmp_path / "tuned" / "latest.pt")
     assert state["preset"] == "finetune" and state["model_config"].netG == "unet_32"
+    # the stage's own change to the model it starts from (stage one: 2 reversal steps)
+    assert load_checkpoint(out / "latest.pt")["model_config"].flow_reversal == 2
+    assert state["model_config"].flow_reversal == 4

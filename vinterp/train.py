@@ -746,9 +746,11 @@ def run_from_options(options: dict, resume: str | None = None, overwrite: bool =
     else:
         preset = preset or DEFAULT_PRESET
         model_cfg, cfg = preset_configs(preset, model_opts, train_opts)
-        if cfg.init_from:  # fine-tuning: the model is the checkpoint's, with the given options
+        if cfg.init_from:  # fine-tuning: the model is the checkpoint's, with the preset's
+            # changes for its stage and then the given options
+            start = to_dict(_init_model_config(cfg.init_from))
             model_cfg, cfg = preset_configs(
-                preset, {**to_dict(_init_model_config(cfg.init_from)), **model_opts}, train_opts)
+                preset, {**start, **PRESETS[preset].init_model, **model_opts}, train_opts)
         path = None
         existing = Path(cfg.out) / CHECKPOINT_NAME
         if existing.exists() and not overwrite:
