@@ -330,8 +330,9 @@ def export(checkpoint, output, half, overwrite):
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
               default="auto", show_default=True, help="auto: fp16 on CUDA, fp32 on CPU")
 @click.option("--threads", type=click.IntRange(1), default=None,
-              help="CPU threads for the model; on the CPU two frame pairs are interpolated at "
-                   "once, each on half of them [default: torch's, the number of cores]")
+              help="CPU threads for the model; on the CPU several frame pairs are "
+                   "interpolated at once (one more than threads, at most 3), sharing them "
+                   "[default: torch's, the number of cores]")
 @click.option("--batch-size", type=click.IntRange(0), default=0,
               help="frame pairs per model call (0: 4 on GPU, 1 on CPU)")
 @click.option("--tile", type=click.IntRange(0), default=0,

@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/colour_flow.py --windows 6 --velocity
     .venv/bin/python benchmarks/colour_flow.py --windows 4 --dis-settings
     .venv/bin/python benchmarks/colour_flow.py --windows 6 --backward 1,2,4
+    .venv/bin/python benchmarks/colour_flow.py --windows 6 --chroma-presets FAST,ULTRAFAST
 
 With `--velocity`, the colour flow with and without `motion.velocity_candidate` instead. With
 `--dis-settings`, the default prior's flow (colour flow + velocity candidate) with cheaper
@@ -11,6 +12,8 @@ settings of its luma DIS (fewer variational refinement iterations, the FAST pres
 the MEDIUM preset it uses. With `--backward STEPS`, the default prior with its backward flows
 inverted from the forward ones (`motion.invert_flow` with each number of fixed-point steps)
 against their own DIS calls, scored as the full `fallback` prior with the flow reversal.
+With `--chroma-presets`, that same default prior with other OpenCV DIS presets for the chroma
+flows of `motion.dis_colour_flow` (`motion.CHROMA_PRESET`).
 
 For 7-frame windows at frame step 1 with their neighbouring inputs (as benchmarks/
 fallback_fit.py), spread over each clip at 640x360, the `fallback` prior's in-betweens
@@ -68,6 +71,7 @@ def main() -> None:
     ap.add_argument("--velocity", action="store_true")
     ap.add_argument("--dis-settings", action="store_true")
     ap.add_argument("--backward", default="", help="comma-separated inversion steps")
+    ap.add_argument("--chroma-presets", default="", help="comma-separated DIS presets, e.g. FAST")
     args = ap.parse_args()
     torch.set_num_threads(2)
     if args.velocity:
@@ -78,6 +82,9 @@ def main() -> None:
         return
     if args.backward:
         compare_backward(args, [int(v) for v in args.backward.split(",")])
+        return
+    if args.chroma_presets:
+        compare_chroma_presets(args, args.chroma_presets.split(","))
         return
     margins = [float(v) for v in args.margins.split(",")]
     gains: dict[float, list[float]] = {g: [] for g in margins}
@@ -182,6 +189,20 @@ def compare_backward(args, steps: list[int]) -> None:
               "dis backward flows")
     finally:
         motion.INVERSION_STEPS = default_steps
+
+
+def compare_chroma_presets(args, presets: list[str]) -> None:
+    default = motion.CHROMA_PRESET
+
+    def with_preset(preset, inputs):
+        motion.CHROMA_PRESET = preset
+        return fallback_score(inputs, "dis"), ""
+
+    try:
+        sweep(args, presets, lambda inputs: with_preset(default, inputs), with_preset,
+              f"chroma {default}")
+    finally:
+        motion.CHROMA_PRESET = default
 
 
 if __name__ == "__main__":

@@ -389,14 +389,14 @@ def test_codecs_and_containers(tmp_path, models, name, codec, extra):
 
 
 def test_pairs_in_parallel_give_the_frames_of_one_at_a_time_in_order(tmp_path):
-    """On the CPU two pairs go through the model at once (`--threads 2`); the output must be
+    """On the CPU three pairs go through the model at once (`--threads 2`); the output must be
     exactly that of one pair at a time (`--threads 1`): same frames, same order, with the
     bundled stream-prior model (neighbours, shared flow cache), a static pair and a cut."""
     from vinterp.upsample import plan_threads
 
-    assert plan_threads(2, torch.device("cpu")) == (2, 1)
+    assert plan_threads(2, torch.device("cpu")) == (3, 1)
     assert plan_threads(1, torch.device("cpu")) == (1, 1)
-    assert plan_threads(8, torch.device("cpu")) == (2, 4)
+    assert plan_threads(8, torch.device("cpu")) == (3, 2)
     a = moving_square(5, 128, 192, size=24, vx=7, vy=2, seed=3)
     b = scene_cut_frames(3, 2, 128, 192)[3:]
     folder = write_frames(tmp_path / "frames", [*a[:3], a[2], *a[3:], *b])

@@ -99,6 +99,7 @@ def dis_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # rule only acts where luma is blind.
 COLOUR_MARGIN = 8.0  # grey levels (0-255) of mean abs RGB warp error
 COLOUR_BLUR = 7  # box (pixels of the frames compared) the warp errors are averaged over
+CHROMA_PRESET = "MEDIUM"  # OpenCV DIS preset of the chroma flows
 
 _GRIDS: dict[tuple[int, int], np.ndarray] = {}  # pixel coordinates per frame size, made once
 _MEAN_RGB = np.full((1, 3), 1 / 3, np.float32)  # cv2.transform weights: channel mean
@@ -138,7 +139,7 @@ def dis_colour_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return flow
     a2, b2 = (cv2.resize(f, (ws, hs), interpolation=cv2.INTER_AREA) for f in (a, b))
     ya, yb = cv2.cvtColor(a2, cv2.COLOR_RGB2YCrCb), cv2.cvtColor(b2, cv2.COLOR_RGB2YCrCb)
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{CHROMA_PRESET}"))
     chroma = [dis.calc(np.ascontiguousarray(ya[..., c]), np.ascontiguousarray(yb[..., c]), None)
               for c in (1, 2)]
     scale = np.array([w / ws, h / hs], np.float32)

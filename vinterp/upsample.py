@@ -280,23 +280,24 @@ def _mids(kind: str, a: np.ndarray, b: np.ndarray, m: int, made) -> list:
     return [None] * m  # no in-between of this pair is written
 
 
-# On the CPU, frame pairs are interpolated this many at once, each on its own thread(s).
+# On the CPU, frame pairs are interpolated up to this many at once, each on its own thread(s).
 # Splitting one pair's work over two cores wastes much of the second: the network's layers at
 # 1/4 resolution are small and OpenMP's threads wait for each other at every operation, the
-# more so while the flows of the next pair are computed beside them. Two pairs at once, each
-# single-threaded, keep both cores of a 2-core machine busy (docs/upsample.md); more would
-# only multiply the memory that pairs in flight hold.
-MAX_PARALLEL_PAIRS = 2
+# more so while the flows of the next pair are computed beside them. Single-threaded pairs
+# never wait for each other, and one pair more than there are threads keeps a core busy while
+# a pair waits (for its flows, for Python's lock): docs/upsample.md.
+MAX_PARALLEL_PAIRS = 3
 
 
 def plan_threads(threads: int | None, device: torch.device) -> tuple[int, int]:
     """(pairs in the model at once, torch threads each) for `threads` CPU threads (None:
-    torch's current count, by default the number of cores). Off the CPU: one pair batch at a
-    time, torch's threads unchanged (None)."""
+    torch's current count, by default the number of cores): one pair more than threads, at
+    most MAX_PARALLEL_PAIRS; one pair at a time for a single thread. Off the CPU: one batch at
+    a time, torch's threads unchanged (None)."""
     if device.type != "cpu":
         return 1, threads
     threads = threads or torch.get_num_threads()
-    workers = max(1, min(threads, MAX_PARALLEL_PAIRS))
+    workers = 1 if threads == 1 else min(threads + 1, MAX_PARALLEL_PAIRS)
     return workers, max(1, threads // workers)
 
 
