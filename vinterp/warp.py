@@ -317,7 +317,7 @@ class FlowHead(nn.Module):
         if ph or pw:
             inp = F.pad(inp, (0, pw, 0, ph), mode="replicate")
         raw = self.backbone(inp.contiguous(memory_format=self.backbone_format))
-        raw = raw.float()[..., :hs, :ws]
+        raw = raw.float().contiguous()[..., :hs, :ws]  # the head's slicing wants NCHW
         fields = self._fields(raw if gate is None else raw * gate, fb)
         if delta is not None:  # the prior's flow reversal, at the backbone's resolution
             fields[:, :4 * m] += delta
