@@ -347,10 +347,6 @@ def upsample(input, output, model, fps, factor, slowmo, stretch_audio, input_fps
     """Make INPUT (a video or a folder of frames) smoother: (m+1)x the frame rate by default."""
     from pathlib import Path
 
-    from vinterp.devices import reuse_freed_memory
-
-    reuse_freed_memory()  # before any thread allocates: its one-arena setting applies only then
-
     from data_prep.decode import DecodeError
     from vinterp.checkpoint import CheckpointError
     from vinterp.inference import InferenceError

@@ -200,7 +200,7 @@ elif sys.argv[1] == "interpolator":
     Interpolator.from_generator(build_generator(cfg), cfg, device="cpu")
     faults()  # the first block after the change is mapped once
     print(faults())
-else:  # as `vinterp upsample` does: first, before any thread has allocated
+else:  # as `upsample_file` does: first, before any thread has allocated
     from vinterp.devices import reuse_freed_memory
 
     reuse_freed_memory()
@@ -212,8 +212,8 @@ else:  # as `vinterp upsample` does: first, before any thread has allocated
 def test_freed_full_resolution_tensors_are_reused_not_page_faulted_anew():
     """Per-pair tensors above glibc's 32 MB mmap threshold were unmapped when freed and
     faulted in again for the next pair (a fifth of the upsample loop); `Interpolator` on the
-    CPU keeps them instead, and the CLI, which sets it before any thread starts, also for
-    the threads that interpolate pairs (one arena for all)."""
+    CPU keeps them instead, and `upsample_file`, which sets it before any thread starts, also
+    for the threads that interpolate pairs (one arena for all)."""
     script = f"TINY = {TINY!r}\n{_FAULTS}"
 
     def run(mode: str) -> list[int]:

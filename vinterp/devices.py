@@ -46,7 +46,7 @@ REUSE_BYTES = 1 << 30
 def reuse_freed_memory() -> bool:
     """Make the C allocator keep freed blocks up to `REUSE_BYTES` instead of unmapping them,
     in one arena for all threads (process-wide, like torch's thread count; the arena setting
-    only holds if no thread has allocated yet, so `vinterp upsample` calls this first).
+    only holds if no thread has allocated yet, so `upsample_file` calls this first).
     Returns whether it applied: glibc only; False elsewhere (macOS, musl, Windows), where
     nothing changes."""
     import ctypes

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from data_prep.scenes import CUT_THRESHOLD, frame_signature, signature_score
 from vinterp.blend import blend_frames
+from vinterp.devices import reuse_freed_memory
 from vinterp.inference import InferenceError, Interpolator
 from vinterp.video_io import (
     EncodeSettings,
@@ -471,6 +472,9 @@ def upsample_file(
     """
     started = time.perf_counter()
     notices: list[str] = []
+    # First, before the decoder's and the pairs' threads allocate: glibc's one-arena setting
+    # only holds for threads that have not allocated yet.
+    reuse_freed_memory()
 
     def note(msg: str) -> None:
         notices.append(msg)

@@ -62,20 +62,15 @@ def _grid(flows: torch.Tensor, hp: int, wp: int, scale: float = 1.0) -> torch.Te
     `grid_sample(align_corners=True)` on a source of size `hp x wp`."""
     h, w = flows.shape[-2:]
     dev, dt = flows.device, flows.dtype
-    ax, ay = 2.0 * scale / (wp - 1), 2.0 * scale / (hp - 1)
     gx = torch.arange(w, device=dev, dtype=dt) * (2.0 / (wp - 1)) - 1.0
-    gy = (torch.arange(h, device=dev, dtype=dt) * (2.0 / (hp - 1)) - 1.0).view(h, 1)
-    if torch.is_grad_enabled() and flows.requires_grad:
-        base = torch.stack(torch.broadcast_tensors(gx, gy), -1)
-        gain = torch.tensor([ax, ay], device=dev, dtype=dt)
-        # `base` first: the result takes its (contiguous, channel-last) layout.
-        return torch.addcmul(base, flows.movedim(-3, -1), gain).contiguous()
-    # Inference: each coordinate plane read contiguously and written into its slot of the
-    # grid, 3-5x faster than the strided read above on the CPU, and the same values.
-    out = torch.empty(*flows.shape[:-3], h, w, 2, device=dev, dtype=dt)
-    torch.add(gx, flows[..., 0, :, :], alpha=ax, out=out[..., 0])
-    torch.add(gy, flows[..., 1, :, :], alpha=ay, out=out[..., 1])
-    return out
+    gy = (torch.arange(h, device=dev, dtype=dt) * (2.0 / (hp - 1)) - 1.0)[:, None]
+    # Each coordinate written into its slot of the interleaved grid from contiguous planes:
+    # ~2x faster than one multiply-add over the channel-last view of the flows, the same
+    # values, and differentiable (training and inference share it).
+    grid = flows.new_empty(*flows.shape[:-3], h, w, 2)
+    grid[..., 0] = torch.add(gx, flows[..., 0, :, :], alpha=2.0 * scale / (wp - 1))
+    grid[..., 1] = torch.add(gy, flows[..., 1, :, :], alpha=2.0 * scale / (hp - 1))
+    return grid
 
 
 def warp_many(img: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
