@@ -173,11 +173,12 @@ def faults():  # minor page faults of allocating and freeing a 48 MB tensor 8 ti
         torch.empty(12 * 2**20).fill_(1.0)
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
-def across_threads(rounds=3):  # as `upsample`: two pair workers allocate, another thread frees
+def across_threads(rounds=6):  # as `upsample`: two pair workers allocate, another thread frees
     import queue
 
     made = queue.Queue()
     work = lambda: [made.put(torch.empty(12 * 2**20).fill_(1.0)) for _ in range(4)]
+    counts = []
     for _ in range(rounds):
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         workers = [threading.Thread(target=work) for _ in range(2)]
@@ -187,7 +188,11 @@ def across_threads(rounds=3):  # as `upsample`: two pair workers allocate, anoth
             made.get()
         for w in workers:
             w.join()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before  # the last round
+        counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    # the fewest of any round after the first: a thread order that holds more blocks at once
+    # than any round before it maps new heap once (seen in CI), which is not the bug; without
+    # the setting every round maps all 8 blocks anew
+    return min(counts[1:])
 
 if sys.argv[1] == "plain":
     print(faults())
@@ -224,9 +229,7 @@ def test_freed_full_resolution_tensors_are_reused_not_page_faulted_anew():
     pages = 12 * 2**20 * 4 // 4096
     assert run("plain")[0] >= 6 * pages  # without it, every allocation faults its pages in
     assert run("interpolator")[0] < pages
-    # without the setting a round faults in all 8 blocks; with it, a thread order that splits
-    # a freed block differently can still map one or two more (once in CI: 12290 faults)
-    assert run("early")[0] < 3 * pages
+    assert run("early")[0] < pages
 
 
 def test_cpu_runs_a_loaded_flow_head_channels_last_with_the_same_frames():
