@@ -165,7 +165,7 @@ def main() -> None:
           f"cpu cores: {os.cpu_count()}")
 
     rows = []
-    up = [sys.executable, "-c", "from cli import main; main()", "upsample"]
+    up = [sys.executable, "-c", "from cli import run; run()", "upsample"]
     extra = ["--model", str(model), "--quiet", "--overwrite"]
     if args.threads:
         extra += ["--threads", str(args.threads)]

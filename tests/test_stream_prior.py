@@ -301,3 +301,40 @@ def test_threads_sharing_a_flow_cache_wait_for_a_flow_instead_of_recomputing(mon
     assert len(calls) == 1 and np.array_equal(got["a"][0], got["b"][0])
     copy = pickle.loads(pickle.dumps(cache))  # DataLoader workers get a copy of the cache
     assert copy.flows([(f[1], f[2])])[0].shape == (*f[1].shape[:2], 2)
+
+
+def test_closing_a_flow_cache_ends_its_threads_and_it_still_works():
+    import threading
+
+    from vinterp import motion
+
+    f = accelerating(3)
+    cache = motion.FlowCache(workers=2)
+    want = cache.flows([(f[0], f[1]), (f[1], f[2])])  # two flows: on the pool's threads
+    pool = [t for t in threading.enumerate() if t.name.startswith("dis")]
+    assert pool
+    cache.close()
+    assert not any(t.is_alive() for t in pool)
+    again = cache.flows([(f[0], f[1]), (f[1], f[2])])  # recomputed, on new threads
+    assert all(np.array_equal(x, y) for x, y in zip(want, again, strict=True))
+    cache.close()
+
+
+def test_upsample_closes_the_model_it_loaded_and_not_a_callers(tmp_path, stream_model,
+                                                               monkeypatch):
+    """The flow threads of a model `upsample_file` loads end with it (so `vinterp` can exit
+    at once, `cli.run`); a model the caller passes in is left running for its next video."""
+    from vinterp.inference import Interpolator
+    from vinterp.upsample import upsample_file
+
+    closed = []
+    real = Interpolator.close
+    monkeypatch.setattr(Interpolator, "close", lambda self: closed.append(self) or real(self))
+    src = write_frames(tmp_path / "in", accelerating(4))
+    upsample_file(src, tmp_path / "a" / "%04d.png", stream_model)
+    assert len(closed) == 1 and closed[0].source == stream_model
+    mine = Interpolator(stream_model, device="cpu")
+    upsample_file(src, tmp_path / "b" / "%04d.png", mine)
+    assert len(closed) == 1
+    assert mine.generator.flow_cache._pool is not None  # still running, not shut down
+    mine.close()

@@ -3,6 +3,8 @@ them with the bundled ffmpeg (frame counts, rates, audio, frames at their positi
 
 import re
 import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -401,6 +403,7 @@ def test_pairs_in_parallel_give_the_frames_of_one_at_a_time_in_order(tmp_path):
     b = scene_cut_frames(3, 2, 128, 192)[3:]
     folder = write_frames(tmp_path / "frames", [*a[:3], a[2], *a[3:], *b])
     before = torch.get_num_threads()
+    running = set(threading.enumerate())
     outs = {}
     for threads in (1, 2):
         seq = tmp_path / f"t{threads}" / "%04d.png"
@@ -409,6 +412,26 @@ def test_pairs_in_parallel_give_the_frames_of_one_at_a_time_in_order(tmp_path):
         assert "1 static pair(s)" in r.stdout and "1 scene cut(s)" in r.stdout
         outs[threads] = [read_image(p) for p in list_frame_files(seq.parent)]
     assert torch.get_num_threads() == before
+    # the model's flow threads end with the command, so the console script can exit at once
+    assert not [t for t in set(threading.enumerate()) - running if not t.daemon]
     assert len(outs[1]) == len(outs[2]) == 6 * 8 + 1
     assert all(np.array_equal(x, y) for x, y in zip(outs[1], outs[2], strict=True))
     assert not np.array_equal(outs[2][3], blend(a[0], a[1], 0.5))  # the model did run
+
+
+def test_console_script_exits_fast_with_complete_output_and_errors(tmp_path, models):
+    """`vinterp` (`cli.run`) leaves with os._exit after the command, skipping torch's slow
+    teardown: the output must still be complete, stdout and stderr flushed into pipes, and the
+    exit status that of the command."""
+    src = write_video(tmp_path / "in.mp4", moving_square(4, H, W, vx=2), fps=FPS)
+    out = tmp_path / "out.mp4"
+    cmd = [sys.executable, "-c", "from cli import run; run()", "upsample", str(src), "-o",
+           str(out), "--model", models["flow"], "--quiet"]
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert "output: 19 frames" in done.stdout and "done in" in done.stdout.splitlines()[-1]
+    assert len(decode(out)[1]) == 6 * 3 + 1
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=root)
+    assert again.returncode == 2 and again.stdout == ""
+    assert again.stderr.strip() == f"error: {out} already exists; pass --overwrite to replace it"

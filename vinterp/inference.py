@@ -136,6 +136,13 @@ class Interpolator:
         self.tile_overlap = tile_overlap
         self.max_pixels = max_pixels
 
+    def close(self) -> None:
+        """Stop the background threads of the model's classical flows (their cache is
+        emptied); the Interpolator still works afterwards, starting new ones."""
+        cache = getattr(self.generator, "flow_cache", None)
+        if cache is not None:
+            cache.close()
+
     @classmethod
     def from_generator(cls, generator: torch.nn.Module, config: ModelConfig,
                        **kw) -> Interpolator:

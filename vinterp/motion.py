@@ -296,6 +296,14 @@ class FlowCache:
     def _flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return FLOW_METHODS[self.method](a, b)
 
+    def close(self) -> None:
+        """Finish the flows in progress, stop the worker threads and forget the cached flows
+        (a stream that has ended). The cache still works afterwards, with new threads."""
+        with self._lock:
+            pool, self._pool, self._flows = self._pool, None, {}
+        if pool is not None and self._pid == os.getpid():
+            pool.shutdown(wait=True)
+
     def _store(self, key: tuple, value: Future) -> None:
         self._flows.pop(key, None)
         self._flows[key] = value  # most recent last

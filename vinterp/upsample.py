@@ -484,27 +484,40 @@ def upsample_file(
     recover_output(output)  # leftovers of killed runs first, so the checks see what is real
     check_output(output, (input,), overwrite, encode)
     src, frames = open_source(input, input_fps)
+    own = not isinstance(model, Interpolator)
     try:
-        interp = model if isinstance(model, Interpolator) else Interpolator(
-            model, device=device, precision=precision, tile=tile)
-        timing = plan_timing(interp.m, src.fps, fps, factor, slowmo)
-        first = next(iter(frames), None)
-    except BaseException:
+        interp = Interpolator(model, device=device, precision=precision, tile=tile) if own \
+            else model
+        try:
+            return _upsample(input, src, frames, interp, output, fps=fps, factor=factor,
+                             slowmo=slowmo, stretch_audio=stretch_audio, encode=encode,
+                             overwrite=overwrite, batch_size=batch_size, scene_cuts=scene_cuts,
+                             static_tolerance=static_tolerance, threads=threads,
+                             progress=progress, note=note, on_progress=on_progress,
+                             notices=notices, started=started)
+        finally:
+            if own:
+                interp.close()  # its flow threads; a caller's model stays as it was
+    finally:
         getattr(frames, "close", lambda: None)()
-        raise
+
+
+def _upsample(input, src, frames, interp: Interpolator, output, *, fps, factor, slowmo,
+              stretch_audio, encode, overwrite, batch_size, scene_cuts, static_tolerance,
+              threads, progress, note, on_progress, notices, started) -> UpsampleSummary:
+    """`upsample_file` once the source is open and the model loaded (the caller closes
+    `frames` and the model it made)."""
+    timing = plan_timing(interp.m, src.fps, fps, factor, slowmo)
+    first = next(iter(frames), None)
     if first is None:
         raise InferenceError(f"{input}: no frames could be decoded (empty or broken video)")
     batch = batch_size or (4 if interp.device.type == "cuda" else 1)
     workers, per_worker = plan_threads(threads, interp.device)
 
     audio_from, audio_filter, audio = _plan_audio(src, output, timing, stretch_audio, note)
-    try:
-        writer = FrameWriter(output, src.width, src.height, timing.out_fps, encode,
-                             audio_from=audio_from, audio_codec=src.audio_codec,
-                             overwrite=overwrite, audio_filter=audio_filter)
-    except BaseException:
-        getattr(frames, "close", lambda: None)()
-        raise
+    writer = FrameWriter(output, src.width, src.height, timing.out_fps, encode,
+                         audio_from=audio_from, audio_codec=src.audio_codec, overwrite=overwrite,
+                         audio_filter=audio_filter)
     if writer.audio:
         audio = writer.audio
     if writer.padded:
