@@ -12,7 +12,7 @@ flow method call (summed over the DIS threads, so it can exceed its caller), the
 also starts the next pair's flows in the background, as `upsample` does; the whole pair's
 wall and CPU time (both cores) are printed beside it. One pair at a time on two torch threads:
 `upsample` itself runs several single-threaded pairs at once on the CPU
-(`upsample.plan_threads`), so its per-pair wall time is not this one.
+(`pipeline.plan_threads`), so its per-pair wall time is not this one.
 """
 
 from __future__ import annotations

@@ -394,7 +394,7 @@ def test_pairs_in_parallel_give_the_frames_of_one_at_a_time_in_order(tmp_path):
     """On the CPU three pairs go through the model at once (`--threads 2`); the output must be
     exactly that of one pair at a time (`--threads 1`): same frames, same order, with the
     bundled stream-prior model (neighbours, shared flow cache), a static pair and a cut."""
-    from vinterp.upsample import plan_threads
+    from vinterp.pipeline import plan_threads
 
     assert plan_threads(2, torch.device("cpu")) == (3, 1)
     assert plan_threads(1, torch.device("cpu")) == (1, 1)

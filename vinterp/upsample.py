@@ -8,26 +8,22 @@ from __future__ import annotations
 
 import math
 import os
-import queue
 import sys
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 
 import cv2
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from data_prep.scenes import CUT_THRESHOLD, frame_signature, signature_score
 from vinterp.blend import blend_frames
 from vinterp.devices import reuse_freed_memory
 from vinterp.inference import InferenceError, Interpolator
+from vinterp.pipeline import InOrder, Prefetch, Sink, plan_threads, torch_threads
 from vinterp.video_io import (
     EncodeSettings,
     FrameWriter,
@@ -122,105 +118,6 @@ def atempo_chain(speed: float) -> str:
 
 # --- streaming -------------------------------------------------------------------------------
 
-_END = object()
-
-
-class _Prefetch:
-    """Iterate `it` on a background thread, `depth` items ahead (decoding overlaps the model).
-    `close()` stops the thread and closes `it` there, which ends its ffmpeg process."""
-
-    def __init__(self, it, depth: int):
-        self._it, self._q = it, queue.Queue(max(1, depth))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        try:
-            for item in self._it:
-                if not self._put(item):
-                    return
-            self._put(_END)
-        except BaseException as e:  # handed to the consumer, raised there
-            self._put((_END, e))
-        finally:
-            close = getattr(self._it, "close", None)
-            if close is not None:
-                close()
-
-    def __iter__(self):
-        while True:
-            item = self._q.get()
-            if item is _END:
-                return
-            if isinstance(item, tuple) and len(item) == 2 and item[0] is _END:
-                raise item[1]
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        while self._thread.is_alive():
-            try:
-                self._q.get(timeout=0.05)
-            except queue.Empty:
-                pass
-        self._thread.join()
-
-
-class _Sink:
-    """Feed a `FrameWriter` from a background thread so encoding overlaps the model."""
-
-    def __init__(self, writer: FrameWriter, depth: int):
-        self._writer, self._q = writer, queue.Queue(max(1, depth))
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            while (frame := self._q.get()) is not _END:
-                self._writer.write(frame)
-        except BaseException as e:
-            self._error = e
-
-    def put(self, frame: np.ndarray) -> None:
-        while True:
-            if self._error is not None:
-                raise self._error
-            try:
-                self._q.put(frame, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def finish(self) -> None:
-        self.put(_END)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-    def close(self) -> None:
-        """After an error: let the thread end (the writer is aborted by its owner)."""
-        while self._thread.is_alive():
-            try:
-                self._q.put_nowait(_END)
-            except queue.Full:
-                try:
-                    self._q.get_nowait()
-                except queue.Empty:
-                    pass
-            self._thread.join(timeout=0.1)
-
-
 @dataclass(frozen=True)
 class UpsampleSummary:
     """What `upsample_file` did."""
@@ -281,41 +178,6 @@ def _mids(kind: str, a: np.ndarray, b: np.ndarray, m: int, made) -> list:
     return [None] * m  # no in-between of this pair is written
 
 
-# On the CPU, frame pairs are interpolated up to this many at once, each on its own thread(s).
-# Splitting one pair's work over two cores wastes much of the second: the network's layers at
-# 1/4 resolution are small and OpenMP's threads wait for each other at every operation, the
-# more so while the flows of the next pair are computed beside them. Single-threaded pairs
-# never wait for each other, and one pair more than there are threads keeps a core busy while
-# a pair waits (for its flows, for Python's lock): docs/upsample.md.
-MAX_PARALLEL_PAIRS = 3
-
-
-def plan_threads(threads: int | None, device: torch.device) -> tuple[int, int]:
-    """(pairs in the model at once, torch threads each) for `threads` CPU threads (None:
-    torch's current count, by default the number of cores): one pair more than threads, at
-    most MAX_PARALLEL_PAIRS; one pair at a time for a single thread. Off the CPU: one batch at
-    a time, torch's threads unchanged (None)."""
-    if device.type != "cpu":
-        return 1, threads
-    threads = threads or torch.get_num_threads()
-    workers = 1 if threads == 1 else min(threads + 1, MAX_PARALLEL_PAIRS)
-    return workers, max(1, threads // workers)
-
-
-@contextmanager
-def _torch_threads(n: int | None):
-    """torch's intra-op threads set to `n` (process-wide) for the block, then restored."""
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _interpolate(interp: Interpolator, todo: list) -> np.ndarray:
     """In-betweens `(B, m, H, W, 3)` of the model pairs `todo` ([kind, a, b, lo, before,
     after]); a model with context gets each pair's neighbours, a missing one given as its
@@ -328,36 +190,6 @@ def _interpolate(interp: Interpolator, todo: list) -> np.ndarray:
     return interp.interpolate_batch(a, b, before, after)
 
 
-class _InOrder:
-    """Batches of pairs through the model on `workers` threads, one batch per thread; batches
-    come back in the order they were given (the model's in-betweens, or None for a batch
-    without model pairs, with the batch itself)."""
-
-    def __init__(self, interp: Interpolator, workers: int):
-        self._interp, self._workers = interp, workers
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="pairs")
-        self._queue: deque = deque()  # (future of the in-betweens or None, batch), oldest first
-
-    def submit(self, batch: list) -> None:
-        todo = [p for p in batch if p[0] == "model"]
-        job = self._pool.submit(_interpolate, self._interp, todo) if todo else None
-        self._queue.append((job, list(batch)))
-
-    def ready(self, wait: bool = False):
-        """Yield `(in-betweens iterator or None, batch)`, oldest first: those already done, and
-        the oldest ones until fewer than `workers` are in the model (memory stays bounded);
-        with `wait`, all."""
-        q = self._queue
-        while q and (wait or len(q) > 2 * self._workers + 2
-                     or sum(job is not None for job, _ in q) >= self._workers
-                     or q[0][0] is None or q[0][0].done()):
-            job, batch = q.popleft()
-            yield (None if job is None else iter(job.result())), batch
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)  # a running batch ends within a pair
-
-
 def _stream(frames, first: np.ndarray, interp: Interpolator, timing: Timing,
             writer: FrameWriter, name: str, *, batch: int, workers: int, scene_cuts: bool,
             static_tolerance: int, total: int | None, progress: bool,
@@ -368,9 +200,9 @@ def _stream(frames, first: np.ndarray, interp: Interpolator, timing: Timing,
     counts = {"in": 1, "out": 0, "model": 0, "static": 0, "cut": 0}
     bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True,
                file=sys.stderr, smoothing=0.05, desc="upsample")
-    prefetch = _Prefetch(frames, depth=2 * batch + 2)
-    sink = _Sink(writer, depth=2 * batch * full + 2)
-    order = _InOrder(interp, workers)
+    prefetch = Prefetch(frames, depth=2 * batch + 2)
+    sink = Sink(writer, depth=2 * batch * full + 2)
+    order = InOrder(partial(_interpolate, interp), workers)
 
     def emit(frame: np.ndarray, j: int) -> None:
         if timing.selected(j):
@@ -465,10 +297,10 @@ def upsample_file(
     are copied to the output unchanged; pairs across a scene cut repeat the nearest endpoint;
     pairs whose pixels differ by at most `static_tolerance` levels are blended, not sent through
     the network. On the CPU, `threads` (None: torch's count) are shared by up to
-    MAX_PARALLEL_PAIRS batches in the model at once (`plan_threads`); torch's thread count is
-    restored at the end. `notify` gets one-line notices; `on_progress(frames_in, frames_out)`
-    is called after each batch. Raises `VideoIOError`, `DecodeError`, `CheckpointError` or
-    `InferenceError` with a one-line message.
+    `pipeline.MAX_PARALLEL_PAIRS` batches in the model at once (`pipeline.plan_threads`);
+    torch's thread count is restored at the end. `notify` gets one-line notices;
+    `on_progress(frames_in, frames_out)` is called after each batch. Raises `VideoIOError`,
+    `DecodeError`, `CheckpointError` or `InferenceError` with a one-line message.
     """
     started = time.perf_counter()
     notices: list[str] = []
@@ -525,7 +357,7 @@ def _upsample(input, src, frames, interp: Interpolator, output, *, fps, factor, 
              f"is {writer.out_width}x{writer.out_height} (edge repeated); --lossless or an "
              f"image sequence keeps the exact size")
     total = timing.count(src.expected_frames) if src.expected_frames else None
-    with _torch_threads(per_worker):
+    with torch_threads(per_worker):
         counts = _stream(frames, first, interp, timing, writer, str(input), batch=batch,
                          workers=workers, scene_cuts=scene_cuts,
                          static_tolerance=static_tolerance, total=total, progress=progress,
