@@ -1,4 +1,4 @@
-"""Luma-only DIS against `motion.dis_colour_flow` (chroma planes too), on TRAINING clips.
+"""Luma-only DIS against `flows.dis_colour_flow` (chroma planes too), on TRAINING clips.
 
     .venv/bin/python benchmarks/colour_flow.py --windows 6 --margins 4,8,16
     .venv/bin/python benchmarks/colour_flow.py --windows 6 --velocity
@@ -10,16 +10,16 @@ With `--velocity`, the colour flow with and without `motion.velocity_candidate` 
 `--dis-settings`, the default prior's flow (colour flow + velocity candidate) with cheaper
 settings of its luma DIS (fewer variational refinement iterations, the FAST preset) against
 the MEDIUM preset it uses. With `--backward STEPS`, the default prior with its backward flows
-inverted from the forward ones (`motion.invert_flow` with each number of fixed-point steps)
+inverted from the forward ones (`flows.invert_flow` with each number of fixed-point steps)
 against their own DIS calls, scored as the full `fallback` prior with the flow reversal.
 With `--chroma-presets`, that same default prior with other OpenCV DIS presets for the chroma
-flows of `motion.dis_colour_flow` (`motion.CHROMA_PRESET`).
+flows of `flows.dis_colour_flow` (`flows.CHROMA_PRESET`).
 
 For 7-frame windows at frame step 1 with their neighbouring inputs (as benchmarks/
 fallback_fit.py), spread over each clip at 640x360, the `fallback` prior's in-betweens
 (`warp.prior_frames`: quadratic motion, warps, cross-fade fallback) are made from each flow
 method and scored against the real frames (PSNR dB, mean per clip), with the mean time of one
-flow. `--margins` re-runs the colour flow with other `motion.COLOUR_MARGIN` values. The
+flow. `--margins` re-runs the colour flow with other `flows.COLOUR_MARGIN` values. The
 held-out clips are never used here.
 """
 
@@ -39,13 +39,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from fallback_fit import TRAINING_CLIPS, T, psnr, report_gains, window_inputs  # noqa: E402
 
-from vinterp import motion  # noqa: E402
+from vinterp import flows, motion  # noqa: E402
 from vinterp.warp import prior_frames  # noqa: E402
 
 
 def score(method: str, inputs, velocity: bool = False) -> tuple[float, float]:
     """(mean PSNR, mean ms per flow) of the fallback prior from `method`'s flows."""
-    fn, spent = motion.FLOW_METHODS[method], []
+    fn, spent = flows.FLOW_METHODS[method], []
 
     def timed(a, b):
         t0 = time.perf_counter()
@@ -53,10 +53,10 @@ def score(method: str, inputs, velocity: bool = False) -> tuple[float, float]:
         spent.append(time.perf_counter() - t0)
         return flow
 
-    motion.FLOW_METHODS["timed"] = timed
+    flows.FLOW_METHODS["timed"] = timed
     scores = []
     for win, x in inputs:
-        cache = motion.FlowCache(workers=1, method="timed")
+        cache = flows.FlowCache(workers=1, method="timed")
         pair, coef = motion.prior_flows("stream", x, cache, velocity)
         scores.append(psnr(prior_frames(x[:, 3:9].clone(), pair, coef, T), win))
     return float(np.mean(scores)), 1000 * float(np.mean(spent))
@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "videos"))
     ap.add_argument("--windows", type=int, default=6)
     ap.add_argument("--size", type=int, default=360)
-    ap.add_argument("--margins", default=str(motion.COLOUR_MARGIN))
+    ap.add_argument("--margins", default=str(flows.COLOUR_MARGIN))
     ap.add_argument("--velocity", action="store_true")
     ap.add_argument("--dis-settings", action="store_true")
     ap.add_argument("--backward", default="", help="comma-separated inversion steps")
@@ -93,7 +93,7 @@ def main() -> None:
         base, ms = score("dis", inputs)
         line = f"{clip:34s} dis {base:.2f} ({ms:.0f} ms)"
         for g in margins:
-            motion.COLOUR_MARGIN = g
+            flows.COLOUR_MARGIN = g
             got, ms = score("dis_colour", inputs)
             gains[g].append(got - base)
             line += f"  colour margin {g:g}: {got:.2f} ({ms:.0f} ms)"
@@ -114,7 +114,7 @@ def compare_velocity(args) -> None:
 
 
 def luma_dis(preset: str, refinement: int | None = None):
-    """A `motion.dis_flow` with another OpenCV DIS preset / variational refinement count."""
+    """A `flows.dis_flow` with another OpenCV DIS preset / variational refinement count."""
     import cv2
 
     def flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -145,12 +145,12 @@ def sweep(args, names: list, base_score, variant_score, over: str) -> None:
 
 
 def compare_dis_settings(args) -> None:
-    medium = motion.dis_flow
+    medium = flows.dis_flow
     variants = {"medium, refinement 0": luma_dis("MEDIUM", 0),
                 "medium, refinement 2": luma_dis("MEDIUM", 2), "fast": luma_dis("FAST")}
 
     def with_luma(fn, inputs):
-        motion.dis_flow = fn  # dis_colour_flow looks it up when called
+        flows.dis_flow = fn  # dis_colour_flow looks it up when called
         got, ms = score("dis_colour", inputs, velocity=True)
         return got, f" ({ms:.0f} ms)"
 
@@ -158,7 +158,7 @@ def compare_dis_settings(args) -> None:
         sweep(args, list(variants), lambda inputs: with_luma(medium, inputs),
               lambda name, inputs: with_luma(variants[name], inputs), "medium")
     finally:
-        motion.dis_flow = medium
+        flows.dis_flow = medium
 
 
 def fallback_score(inputs, backward: str) -> float:
@@ -168,7 +168,7 @@ def fallback_score(inputs, backward: str) -> float:
 
     scores = []
     for win, x in inputs:
-        cache = motion.FlowCache(workers=1, method="dis_colour")
+        cache = flows.FlowCache(workers=1, method="dis_colour")
         pair, coef = motion.prior_flows("stream", x, cache, True, backward)
         out = prior_frames(x[:, 3:9].clone(), pair, coef, T, 4, "blend", FALLBACK_REVERSAL)
         scores.append(psnr(out, win))
@@ -176,33 +176,33 @@ def fallback_score(inputs, backward: str) -> float:
 
 
 def compare_backward(args, steps: list[int]) -> None:
-    default_steps = motion.INVERSION_STEPS
+    default_steps = flows.INVERSION_STEPS
 
     labels = {f"inverted x{k}": k for k in steps}
 
     def inverted(label, inputs):
-        motion.INVERSION_STEPS = labels[label]
+        flows.INVERSION_STEPS = labels[label]
         return fallback_score(inputs, "inverted"), ""
 
     try:
         sweep(args, list(labels), lambda inputs: (fallback_score(inputs, "dis"), ""), inverted,
               "dis backward flows")
     finally:
-        motion.INVERSION_STEPS = default_steps
+        flows.INVERSION_STEPS = default_steps
 
 
 def compare_chroma_presets(args, presets: list[str]) -> None:
-    default = motion.CHROMA_PRESET
+    default = flows.CHROMA_PRESET
 
     def with_preset(preset, inputs):
-        motion.CHROMA_PRESET = preset
+        flows.CHROMA_PRESET = preset
         return fallback_score(inputs, "dis"), ""
 
     try:
         sweep(args, presets, lambda inputs: with_preset(default, inputs), with_preset,
               f"chroma {default}")
     finally:
-        motion.CHROMA_PRESET = default
+        flows.CHROMA_PRESET = default
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from motion_stack import clip_windows  # noqa: E402
 
-from vinterp import motion  # noqa: E402
+from vinterp import flows, motion  # noqa: E402
 from vinterp.baselines import STREAM_FLOW, STREAM_VELOCITY  # noqa: E402
 from vinterp.metrics import frame_psnr_ssim  # noqa: E402
 from vinterp.warp import prior_frames  # noqa: E402
@@ -59,7 +59,7 @@ def windows(path: Path, n: int, size: int):
     """(real frames, endpoints tensor (1, 6, H, W), prior flows) per `window_inputs` window."""
     for win, x in window_inputs(path, n, size):
         yield win, x[:, 3:9].clone(), motion.prior_flows(
-            "stream", x, motion.FlowCache(method=STREAM_FLOW), STREAM_VELOCITY)
+            "stream", x, flows.FlowCache(method=STREAM_FLOW), STREAM_VELOCITY)
 
 
 def psnr(out: torch.Tensor, win: list[np.ndarray]) -> float:

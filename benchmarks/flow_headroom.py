@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from vinterp.dataset import WindowDataset, teacher_flows
-from vinterp.motion import dis_flow_pair
+from vinterp.flows import dis_flow_pair
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

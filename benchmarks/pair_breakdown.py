@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from data_prep.decode import ffmpeg_exe  # noqa: E402
-from vinterp import motion, warp  # noqa: E402
+from vinterp import flows, motion, warp  # noqa: E402
 from vinterp.inference import Interpolator  # noqa: E402
 
 CLIP = ROOT.parent / "shared" / "data" / "videos" / "sam2_bedroom.mp4"
@@ -65,8 +65,8 @@ def main() -> None:
     interp = Interpolator(args.model, device="cpu", precision=args.precision)
     G = interp.generator
     method = G.flow_cache.method
-    motion.FLOW_METHODS[method] = timed(f"flow method {method} (summed over threads)",
-                                        motion.FLOW_METHODS[method])
+    flows.FLOW_METHODS[method] = timed(f"flow method {method} (summed over threads)",
+                                        flows.FLOW_METHODS[method])
     # The Interpolator hands the generator a prior made from the uint8 frames.
     motion.prior_flows_of_frames = timed("prior flows (motion.prior_flows_of_frames)",
                                          motion.prior_flows_of_frames)

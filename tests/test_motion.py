@@ -7,12 +7,10 @@ import torch
 from synth import background, model_frames, model_input, moving_square
 from vinterp.baselines import dis_interpolate, stream_interpolate
 from vinterp.config import ModelConfig
+from vinterp.flows import FlowCache, dis_colour_flow, dis_flow
 from vinterp.motion import (
-    FlowCache,
     corr_channels,
     cost_volume,
-    dis_colour_flow,
-    dis_flow,
     flows_at,
     motion_coefficients,
     prior_channels,
@@ -230,3 +228,15 @@ def test_flow_reversal_reads_the_motion_where_a_pixel_came_from():
     assert err0 > 0.5 and err2 < 0.02 * err0
     uniform = torch.full((1, 2, 5, 2, 8, 12), 3.5)
     assert torch.allclose(reverse_flows(uniform, 2), uniform)
+
+
+def test_the_classical_flows_need_no_torch():
+    """`vinterp.flows` is numpy and OpenCV only (the flow threads and a caller that only
+    wants DIS flows do not load torch)."""
+    import subprocess
+    import sys
+
+    code = "import sys, vinterp.flows; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"

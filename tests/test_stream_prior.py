@@ -185,13 +185,13 @@ def test_evaluate_scores_the_stream_model_as_its_baseline(tmp_path, stream_model
 
 
 def test_flow_cache_computes_each_flow_once(monkeypatch):
-    from vinterp import motion
+    from vinterp import flows
 
     calls = []
-    real = motion.dis_flow
-    monkeypatch.setitem(motion.FLOW_METHODS, "dis", lambda a, b: calls.append(1) or real(a, b))
+    real = flows.dis_flow
+    monkeypatch.setitem(flows.FLOW_METHODS, "dis", lambda a, b: calls.append(1) or real(a, b))
     f = accelerating(4)
-    cache = motion.FlowCache(size=4)
+    cache = flows.FlowCache(size=4)
     first = cache.flows([(f[0], f[1]), (f[1], f[0]), (f[1], f[2])])
     again = cache.flows([(f[1], f[2]), (f[0], f[1])])
     assert len(calls) == 3
@@ -200,25 +200,25 @@ def test_flow_cache_computes_each_flow_once(monkeypatch):
 
 
 def test_prefetched_flows_are_used_not_recomputed(monkeypatch):
-    from vinterp import motion
+    from vinterp import flows
 
     calls = []
-    real = motion.dis_flow
-    monkeypatch.setitem(motion.FLOW_METHODS, "dis", lambda a, b: calls.append(1) or real(a, b))
+    real = flows.dis_flow
+    monkeypatch.setitem(flows.FLOW_METHODS, "dis", lambda a, b: calls.append(1) or real(a, b))
     f = accelerating(3)
-    cache = motion.FlowCache()
+    cache = flows.FlowCache()
     cache.prefetch([(f[0], f[1]), (f[1], f[0])])
     got = cache.flows([(f[0], f[1]), (f[1], f[0])])
     assert len(calls) == 2 and np.array_equal(got[1], real(f[1], f[0]))
 
 
 def test_a_batch_larger_than_the_flow_cache():
-    from vinterp import motion
+    from vinterp import flows
 
     f = accelerating(6)
     pairs = [(f[i], f[i + 1]) for i in range(5)] * 2
-    got = motion.FlowCache(size=2).flows(pairs)
-    assert len(got) == 10 and np.array_equal(got[7], motion.dis_flow(f[2], f[3]))
+    got = flows.FlowCache(size=2).flows(pairs)
+    assert len(got) == 10 and np.array_equal(got[7], flows.dis_flow(f[2], f[3]))
 
 
 @pytest.mark.parametrize(("backward", "per_pair"), [("dis", 2), ("inverted", 1)])
@@ -227,11 +227,11 @@ def test_a_stream_costs_one_flow_call_per_input_pair_with_inverted_backward_flow
     """Through `vinterp upsample` with real files: a stream model whose backward flows are
     inverted forward ones makes one flow-method call per input pair, and its in-betweens are
     the generator's own on each pair (the Interpolator's prefetch and cache change nothing)."""
-    from vinterp import motion
+    from vinterp import flows
 
     calls = []
-    real = motion.FLOW_METHODS["dis_colour"]
-    monkeypatch.setitem(motion.FLOW_METHODS, "dis_colour",
+    real = flows.FLOW_METHODS["dis_colour"]
+    monkeypatch.setitem(flows.FLOW_METHODS, "dis_colour",
                         lambda a, b: calls.append(1) or real(a, b))
     cfg = ModelConfig(**{**STREAM.__dict__, "backward_flows": backward})
     torch.manual_seed(0)
@@ -245,7 +245,7 @@ def test_a_stream_costs_one_flow_call_per_input_pair_with_inverted_backward_flow
 
 
 def test_inverted_flows_undo_the_forward_motion():
-    from vinterp.motion import invert_flow
+    from vinterp.flows import invert_flow
 
     shift = np.zeros((40, 60, 2), np.float32)
     shift[...] = (3.0, -2.0)
@@ -268,10 +268,10 @@ def test_threads_sharing_a_flow_cache_wait_for_a_flow_instead_of_recomputing(mon
     import threading
     from concurrent.futures import Future
 
-    from vinterp import motion
+    from vinterp import flows
 
     calls, started, waiting, release = [], *(threading.Event() for _ in range(3))
-    real = motion.dis_flow
+    real = flows.dis_flow
 
     def slow(a, b):
         calls.append(1)
@@ -285,10 +285,10 @@ def test_threads_sharing_a_flow_cache_wait_for_a_flow_instead_of_recomputing(mon
                 waiting.set()
             return super().result(timeout)
 
-    monkeypatch.setitem(motion.FLOW_METHODS, "dis", slow)
-    monkeypatch.setattr(motion, "Future", Marked)
+    monkeypatch.setitem(flows.FLOW_METHODS, "dis", slow)
+    monkeypatch.setattr(flows, "Future", Marked)
     f = accelerating(3)
-    cache, got = motion.FlowCache(), {}
+    cache, got = flows.FlowCache(), {}
     first = threading.Thread(target=lambda: got.update(a=cache.flows([(f[0], f[1])])))
     first.start()
     assert started.wait(10)
@@ -306,10 +306,10 @@ def test_threads_sharing_a_flow_cache_wait_for_a_flow_instead_of_recomputing(mon
 def test_closing_a_flow_cache_ends_its_threads_and_it_still_works():
     import threading
 
-    from vinterp import motion
+    from vinterp import flows
 
     f = accelerating(3)
-    cache = motion.FlowCache(workers=2)
+    cache = flows.FlowCache(workers=2)
     want = cache.flows([(f[0], f[1]), (f[1], f[2])])  # two flows: on the pool's threads
     pool = [t for t in threading.enumerate() if t.name.startswith("dis")]
     assert pool

@@ -12,7 +12,7 @@ calls, so a call depends only on its arguments.
 - `blend`: the cross-fade `(1 - t) a + t b`.
 - `dis`: OpenCV's DIS optical flow both ways plus backward warping (see `dis_interpolate`).
 - `stream`: `dis` with quadratic motion from the neighbouring inputs, and DIS on the chroma
-  planes too where luma cannot see the motion (`motion.dis_colour_flow`; see
+  planes too where luma cannot see the motion (`flows.dis_colour_flow`; see
   `stream_interpolate`): the classical prior that the default model starts from.
 - `fallback`: `stream` with flow reversal, and the cross-fade where its warps fail (see
   `fallback_interpolate`): exactly what the untrained default model outputs.
@@ -30,15 +30,8 @@ import torch
 
 from vinterp.blend import blend_frames, times
 from vinterp.config import PRESETS
-from vinterp.motion import (
-    FLOW_METHODS,
-    dis_flow_pair,
-    flow_requests,
-    flows_at,
-    resolve_flows,
-    stream_flows,
-    to_uint8_frames,
-)
+from vinterp.flows import FLOW_METHODS, dis_flow_pair, flow_requests, resolve_flows
+from vinterp.motion import flows_at, stream_flows, to_uint8_frames
 
 Baseline = Callable[..., list[np.ndarray]]
 

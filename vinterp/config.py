@@ -132,12 +132,12 @@ def flow_prior_names() -> tuple[str, ...]:
 
 
 def flow_method_names() -> tuple[str, ...]:
-    from vinterp.motion import FLOW_METHODS
+    from vinterp.flows import FLOW_METHODS
     return tuple(FLOW_METHODS)
 
 
 def backward_flow_names() -> tuple[str, ...]:
-    from vinterp.motion import BACKWARD_FLOWS
+    from vinterp.flows import BACKWARD_FLOWS
     return tuple(BACKWARD_FLOWS)
 
 
@@ -225,7 +225,7 @@ class ModelConfig:
                            "from (dis: OpenCV DIS between the endpoints; stream: also the "
                            "inputs before and after the pair, for quadratic motion)",
                            OneOf(flow_prior_names))
-    # Flow head with a prior only: the optical flow it is computed with (motion.FLOW_METHODS);
+    # Flow head with a prior only: the optical flow it is computed with (flows.FLOW_METHODS);
     # "dis" (luma only) is what checkpoints from before the option were made with.
     flow_method: str = _opt("dis", "model", "flow head with a prior: its optical flow (dis: "
                             "OpenCV DIS on luma; dis_colour: also DIS on the chroma planes, "
@@ -236,7 +236,7 @@ class ModelConfig:
                                     "velocity from the neighbouring flow where it explains "
                                     "the pair better than the pair's own flow")
     # Flow head with a prior only: how the flows against time order are made
-    # (motion.BACKWARD_FLOWS); "dis" (their own DIS calls) for checkpoints from before it.
+    # (flows.BACKWARD_FLOWS); "dis" (their own DIS calls) for checkpoints from before it.
     backward_flows: str = _opt("dis", "model", "flow head with a prior: the flows against time "
                                "order (dis: their own flow call; inverted: the forward flow "
                                "inverted, one flow call per input pair in a stream)",

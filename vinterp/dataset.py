@@ -17,7 +17,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from data_prep.manifest import Manifest, ManifestError, Window, read_manifest
-from vinterp.motion import FlowCache, PriorSpec
+from vinterp.flows import FlowCache
+from vinterp.motion import PriorSpec
 
 
 class DatasetError(Exception):

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from vinterp import devices
 from vinterp.checkpoint import CheckpointError, load_checkpoint
 from vinterp.config import ModelConfig
-from vinterp.motion import flow_requests
+from vinterp.flows import flow_requests
 
 AUTO_MAX_PIXELS = 2048 * 2048  # padded frames above this are processed in tiles
 AUTO_TILE = 1024

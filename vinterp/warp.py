@@ -16,13 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vinterp.flows import FlowCache, check_backward
 from vinterp.motion import (
     FALLBACKS,
     PRIOR_INPUTS,
-    FlowCache,
     PriorSpec,
     add_flows_at,
-    check_backward,
     cost_volume,
     fallback_logit,
     flows_at,
@@ -163,10 +162,10 @@ class FlowHead(nn.Module):
     beta = sigmoid(learned logit + `motion.fallback_logit`): the cross-fade takes over where the
     prior's two warps disagree more than the endpoints do (its motion is wrong there); the
     untrained model is then `prior_frames`, the `fallback` baseline.
-    `flow_method` (`motion.FLOW_METHODS`) is the prior's optical flow: dis (luma) or
+    `flow_method` (`flows.FLOW_METHODS`) is the prior's optical flow: dis (luma) or
     dis_colour (chroma planes too, where luma is blind). With `velocity` (stream prior) each
     endpoint's flow also has the neighbouring pair's constant velocity as a candidate
-    (`motion.velocity_candidate`). `backward` (`motion.BACKWARD_FLOWS`): the flows against
+    (`motion.velocity_candidate`). `backward` (`flows.BACKWARD_FLOWS`): the flows against
     time order from their own flow calls or by inverting the forward ones. With `reversal`
     k > 0 the prior's flows at each t are read where each in-between pixel came from rather
     than in place (`reverse_flows`, k fixed-point steps at the backbone's resolution), for
@@ -202,7 +201,7 @@ class FlowHead(nn.Module):
             raise ValueError(f"fallback {fallback!r} needs a flow prior (it compares the "
                              "prior's warps with the endpoints)")
         self.fallback = fallback
-        # Reused prior flows between consecutive calls on a stream (see motion.FlowCache).
+        # Reused prior flows between consecutive calls on a stream (see flows.FlowCache).
         self.flow_cache = FlowCache(method=flow_method)
         self.velocity = bool(velocity)  # prior_flows uses it with the stream prior only
         check_backward(backward)
