@@ -275,7 +275,8 @@ def train(preset, resume, overwrite, n_out_alias, quiet, **options):
 
     from vinterp.checkpoint import CheckpointError
     from vinterp.config import ConfigError
-    from vinterp.train import TrainError, next_stage, run_from_options
+    from vinterp.train_command import next_stage, run_from_options
+    from vinterp.train_run import TrainError
 
     if n_out_alias is not None:
         if options["n_out"] is not None:
