@@ -240,3 +240,23 @@ def test_the_classical_flows_need_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"
+
+
+def test_colour_flow_skips_the_chroma_flows_where_luma_explains_every_pixel(monkeypatch):
+    """A chroma flow can only win where luma's warp error exceeds COLOUR_MARGIN, so where it
+    nowhere does, `dis_colour_flow` runs DIS once (luma) and gives luma's flow; the red square
+    that luma cannot see still gets the chroma flows."""
+    import cv2
+
+    from vinterp import flows
+
+    made = []
+    real = cv2.DISOpticalFlow_create
+    monkeypatch.setattr(cv2, "DISOpticalFlow_create", lambda *a: made.append(1) or real(*a))
+    bg = background(96, 128, seed=4)
+    shifted = np.roll(bg, 3, axis=1)  # a camera pan: luma explains all but the new column
+    got = flows.dis_colour_flow(bg, shifted)
+    assert len(made) == 1 and np.array_equal(got, flows.dis_flow(bg, shifted))
+    made.clear()
+    flows.dis_colour_flow(_red_square(40), _red_square(52))
+    assert len(made) == 2  # luma, then one DIS object for both chroma planes

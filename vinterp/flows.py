@@ -61,7 +61,8 @@ def dis_colour_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """`dis_flow`, except where DIS on a chroma plane (Cr or Cb of YCrCb, frames halved)
     explains `b` better by COLOUR_MARGIN grey levels (`warp_error`, judged at half
     resolution): there that flow, upsampled. Same arguments and result as `dis_flow`; about
-    1.6x its time (two more DIS calls at a quarter of the pixels, three warps)."""
+    1.6x its time (two more DIS calls at a quarter of the pixels, three warps) where luma's
+    warp error exceeds COLOUR_MARGIN anywhere, ~1.05x where it does not."""
     import cv2
 
     flow = dis_flow(a, b)
@@ -70,13 +71,18 @@ def dis_colour_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if min(hs, ws) < 16:  # too small for a DIS pyramid; luma alone
         return flow
     a2, b2 = (cv2.resize(f, (ws, hs), interpolation=cv2.INTER_AREA) for f in (a, b))
+    scale = np.array([w / ws, h / hs], np.float32)
+    small = cv2.resize(flow, (ws, hs), interpolation=cv2.INTER_AREA) / scale
+    best = warp_error(a2, b2, small) - COLOUR_MARGIN
+    # A chroma flow's error is >= 0, so it can only win where luma's error exceeds the margin:
+    # where none does, the chroma flows cannot change the result and are not computed (the
+    # same flow, ~40% less time; most pairs of a static camera, none of sam2_bedroom's).
+    if best.max() <= 0:
+        return flow
     ya, yb = cv2.cvtColor(a2, cv2.COLOR_RGB2YCrCb), cv2.cvtColor(b2, cv2.COLOR_RGB2YCrCb)
     dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{CHROMA_PRESET}"))
     chroma = [dis.calc(np.ascontiguousarray(ya[..., c]), np.ascontiguousarray(yb[..., c]), None)
               for c in (1, 2)]
-    scale = np.array([w / ws, h / hs], np.float32)
-    small = cv2.resize(flow, (ws, hs), interpolation=cv2.INTER_AREA) / scale
-    best = warp_error(a2, b2, small) - COLOUR_MARGIN
     choice = np.zeros((hs, ws), np.uint8)
     for i, f in enumerate(chroma, 1):
         err = warp_error(a2, b2, f)
