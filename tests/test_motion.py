@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from synth import background, model_frames, model_input, moving_square
+from vinterp import flows
 from vinterp.baselines import dis_interpolate, stream_interpolate
 from vinterp.config import ModelConfig
 from vinterp.flows import FlowCache, dis_colour_flow, dis_flow
@@ -208,6 +209,9 @@ def test_velocity_candidate_replaces_a_wrong_flow_and_keeps_a_right_one():
     assert np.allclose(got[34:50, 34:50, 0], 7.0)
     assert np.array_equal(got[:, 70:], wrong[:, 70:])
     assert np.array_equal(wrong, kept[0]) and np.array_equal(back, kept[1])
+    right = flows.dis_flow(a, b)  # explains b everywhere: the candidate is not even tried
+    same = velocity_candidate(right, np.full_like(back, 50.0), a, b)
+    assert np.array_equal(same, right) and same is not right  # a copy: the cache keeps its own
 
 
 def test_flow_reversal_reads_the_motion_where_a_pixel_came_from():
@@ -247,8 +251,6 @@ def test_colour_flow_skips_the_chroma_flows_where_luma_explains_every_pixel(monk
     nowhere does, `dis_colour_flow` runs DIS once (luma) and gives luma's flow; the red square
     that luma cannot see still gets the chroma flows."""
     import cv2
-
-    from vinterp import flows
 
     made = []
     real = cv2.DISOpticalFlow_create

@@ -145,8 +145,11 @@ def velocity_candidate(f_fwd: np.ndarray, f_back: np.ndarray, a: np.ndarray, b: 
     pair's own) and `-f_back` (constant velocity from `f_back`, the flow from `a` to the frame
     on its other side): the latter where its `warp_error` is lower by VELOCITY_MARGIN. A new
     array; the inputs (cached flows) are not modified."""
+    limit = warp_error(a, b, f_fwd) - VELOCITY_MARGIN
+    if limit.max() <= 0:  # an error >= 0 cannot be below it: the candidate cannot win
+        return f_fwd.copy()
     cand = -f_back
-    take = warp_error(a, b, cand) < warp_error(a, b, f_fwd) - VELOCITY_MARGIN
+    take = warp_error(a, b, cand) < limit
     return np.where(take[..., None], cand, f_fwd)
 
 
