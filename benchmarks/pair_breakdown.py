@@ -1,7 +1,7 @@
 """Where one pair's time goes inside the default model at 640x360 (run by hand; prints a table).
 
     .venv/bin/python benchmarks/pair_breakdown.py [--model PATH] [--clip PATH] [--pairs 20]
-        [--prefetch] [--precision bf16]
+        [--prefetch] [--precision bf16] [--threads 1]
 
 Consecutive pairs of the clip (scaled to 640x360) go through `Interpolator.interpolate_pair`
 with their neighbours, as `vinterp upsample` hands them over, after 3 warm-up pairs. The
@@ -10,9 +10,10 @@ the prior's flows (`motion.prior_flows_of_frames`: DIS calls, velocity candidate
 flow method call (summed over the DIS threads, so it can exceed its caller), the prior's cues
 (`warp._prior_cues`, with the flow reversal), the U-Net, and the whole pass. `--prefetch`
 also starts the next pair's flows in the background, as `upsample` does; the whole pair's
-wall and CPU time (both cores) are printed beside it. One pair at a time on two torch threads:
-`upsample` itself runs several single-threaded pairs at once on the CPU
-(`pipeline.plan_threads`), so its per-pair wall time is not this one.
+wall and CPU time (both cores) are printed beside it. One pair at a time on `--threads` torch
+threads (2 by default): `upsample` itself runs several single-threaded pairs at once on the
+CPU (`pipeline.plan_threads`; `--threads 1` times one of them alone), so its per-pair wall
+time is not this one.
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=20)
     ap.add_argument("--prefetch", action="store_true")
     ap.add_argument("--precision", default="fp32", help="fp32 or bf16 (as upsample's)")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads (1: as each of upsample's pairs in flight runs)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     interp = Interpolator(args.model, device="cpu", precision=args.precision)
     G = interp.generator
     method = G.flow_cache.method
