@@ -93,6 +93,34 @@ def test_generator_multiple_and_size_errors() -> None:
         G(_rand(1, 6, 63, 64))
 
 
+def test_unet_padding_by_level_runs_any_size_and_matches_on_multiples() -> None:
+    """`unet_padding="levels"`: each level pads an odd size by one pixel, so the U-Net takes
+    any size (its multiple is 1) and runs 90x160 as itself instead of as 128x192; on sizes
+    that are multiples it is exactly the padded-once U-Net, so trained weights carry over.
+    A flow head with it skips its own padding and gives frames of the input's size."""
+    once = ModelConfig(netG="unet_32", ngf=4, head="pixels", norm="none", dropout=False)
+    levels = dataclasses.replace(once, unet_padding="levels")
+    assert generator_multiple(levels) == 1 and generator_multiple(once) == 32
+    torch.manual_seed(0)
+    a = build_generator(once).eval()
+    b = build_generator(levels).eval()
+    b.load_state_dict(a.state_dict())
+    x = _rand(1, 6, 64, 96)
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+        odd = b(_rand(1, 6, 45, 77))
+    assert odd.shape == (1, 15, 45, 77) and torch.isfinite(odd).all()
+    with pytest.raises(ValueError, match="multiples"):
+        a(_rand(1, 6, 45, 77))
+    flow = ModelConfig(netG="unet_32", ngf=4, flow_downscale=4, unet_padding="levels")
+    G = build_generator(flow).eval()
+    assert G.backbone_multiple == 1
+    with torch.no_grad():
+        assert G(_rand(1, 6, 360, 640)).shape == (1, 15, 360, 640)  # 90x160 inside
+    with pytest.raises(ValueError, match="unet_padding"):
+        ModelConfig(unet_padding="reflect")
+
+
 def test_instance_norm_and_dropout_placement() -> None:
     cfg = ModelConfig(netG="unet_256", ngf=4, norm="instance", head="pixels")
     G = build_generator(cfg)

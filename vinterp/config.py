@@ -121,6 +121,11 @@ def norm_names() -> tuple[str, ...]:
     return tuple(NORMS)
 
 
+def unet_padding_names() -> tuple[str, ...]:
+    from vinterp.networks import UNET_PADDINGS
+    return tuple(UNET_PADDINGS)
+
+
 def flow_param_names() -> tuple[str, ...]:
     from vinterp.warp import FLOW_PARAMS
     return tuple(FLOW_PARAMS)
@@ -197,6 +202,11 @@ class ModelConfig:
                       "prepared with the same --inbetweens", AtLeast(1), flag="--inbetweens")
     netG: str = _opt("unet_256", "model", "generator backbone", OneOf(generator_names))
     ngf: int = _opt(64, "model", "generator width (filters of its first layer)", AtLeast(1))
+    # "input" is what every checkpoint from before the option was made with.
+    unet_padding: str = _opt("input", "model", "U-Net backbones, sizes that are not a "
+                             "multiple of 2**depth: input (padded once to the next multiple) "
+                             "or levels (each level pads an odd size by one pixel; any size "
+                             "runs at its own cost)", OneOf(unet_padding_names))
     norm: str = _opt("batch", "model", "normalisation layers of G and D", OneOf(norm_names))
     dropout: bool = _opt(True, "model", "dropout in the inner decoder blocks (pix2pix)")
     head: str = _opt("flow", "model", "flow: warp the endpoints; pixels: write pixels directly",
