@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
@@ -316,22 +317,18 @@ def upsample_file(
     recover_output(output)  # leftovers of killed runs first, so the checks see what is real
     check_output(output, (input,), overwrite, encode)
     src, frames = open_source(input, input_fps)
-    own = not isinstance(model, Interpolator)
-    try:
-        interp = Interpolator(model, device=device, precision=precision, tile=tile) if own \
-            else model
-        try:
-            return _upsample(input, src, frames, interp, output, fps=fps, factor=factor,
-                             slowmo=slowmo, stretch_audio=stretch_audio, encode=encode,
-                             overwrite=overwrite, batch_size=batch_size, scene_cuts=scene_cuts,
-                             static_tolerance=static_tolerance, threads=threads,
-                             progress=progress, note=note, on_progress=on_progress,
-                             notices=notices, started=started)
-        finally:
-            if own:
-                interp.close()  # its flow threads; a caller's model stays as it was
-    finally:
-        getattr(frames, "close", lambda: None)()
+    with ExitStack() as done:  # on return or any error: the decoder, then our model's threads
+        done.callback(getattr(frames, "close", lambda: None))
+        interp = model
+        if not isinstance(model, Interpolator):
+            interp = Interpolator(model, device=device, precision=precision, tile=tile)
+            done.callback(interp.close)  # its flow threads; a caller's model stays as it was
+        return _upsample(input, src, frames, interp, output, fps=fps, factor=factor,
+                         slowmo=slowmo, stretch_audio=stretch_audio, encode=encode,
+                         overwrite=overwrite, batch_size=batch_size, scene_cuts=scene_cuts,
+                         static_tolerance=static_tolerance, threads=threads,
+                         progress=progress, note=note, on_progress=on_progress,
+                         notices=notices, started=started)
 
 
 def _upsample(input, src, frames, interp: Interpolator, output, *, fps, factor, slowmo,

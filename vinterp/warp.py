@@ -314,7 +314,7 @@ class FlowHead(nn.Module):
         inp = inp.contiguous(memory_format=self.backbone_format)
         if ph or pw:
             inp = F.pad(inp, (0, pw, 0, ph), mode="replicate")
-        raw = self.backbone(inp.contiguous(memory_format=self.backbone_format))
+        raw = self.backbone(inp)  # the replicate pad keeps the layout
         # The head's slicing wants NCHW; the padding is cut first, so less is reordered.
         raw = raw[..., :hs, :ws].float().contiguous()
         fields = self._fields(raw if gate is None else raw * gate, fb)
