@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vinterp.config import ModelConfig
@@ -18,7 +19,8 @@ from vinterp.networks import (
     generator_multiple,
     patchgan_receptive_field,
 )
-from vinterp.warp import FlowHead, backward_warp, head_channels
+from vinterp.sampling import backward_warp, upsample_bilinear
+from vinterp.warp import FlowHead, head_channels
 
 
 def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -261,6 +263,22 @@ def test_backward_warp_gives_the_same_values_in_training_and_inference() -> None
         fast = backward_warp(img, flow)
     trained = backward_warp(img, flow.clone().requires_grad_(True))
     assert torch.equal(fast, trained.detach())
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3, 4])
+def test_upsample_bilinear_matches_torch_and_keeps_gradients(factor: int) -> None:
+    """The flow head's field upsampling (lerps of shifted copies) gives torch's bilinear
+    upsampling (align_corners=False, edges repeated) to float rounding, at every factor, and a
+    tensor that needs gradients still gets them."""
+    x = torch.randn(2, 7, 9, 13) * 20
+    want = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        got = upsample_bilinear(x, factor)
+    assert got.shape == (2, 7, 9 * factor, 13 * factor) and got.is_contiguous()
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)  # ~1e-6 relative: rounding
+    x.requires_grad_(True)
+    upsample_bilinear(x, factor).sum().backward()
+    assert x.grad is not None and torch.allclose(x.grad, torch.full_like(x, factor**2))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ from torch import nn
 
 from vinterp.config import ModelConfig
 from vinterp.motion import PRIOR_INPUTS, corr_channels, prior_channels
-from vinterp.warp import FlowHead, backward_warp, head_channels
+from vinterp.sampling import backward_warp
+from vinterp.warp import FlowHead, head_channels
 
 UNET_DEPTHS = {"unet_32": 5, "unet_64": 6, "unet_128": 7, "unet_256": 8}
 RESNET_BLOCKS = {"resnet_6blocks": 6, "resnet_9blocks": 9}

@@ -1,4 +1,4 @@
-"""Backward warping and the motion ("flow") head of the generator.
+"""The motion ("flow") head of the generator.
 
 The flow head turns one backbone pass into `m` in-between frames. For the in-between at time
 `t_k = k / (m + 1)` (k = 1..m) the backbone predicts a flow to each endpoint, an occlusion/blend
@@ -7,7 +7,8 @@ mask and a small residual; the frame is
     I_t = mask * warp(I_0, F_t->0) + (1 - mask) * warp(I_1, F_t->1) + residual.
 
 Everything here is plain tensor code with no knowledge of the backbone, so `networks.py` can
-wrap any backbone (U-Net, ResNet) in `FlowHead`.
+wrap any backbone (U-Net, ResNet) in `FlowHead`; the warps and the upsampling are in
+`vinterp.sampling`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from vinterp.motion import (
     flows_at,
     prior_channels,
 )
+from vinterp.sampling import _grid, _pad_source, backward_warp, upsample_bilinear, warp_many
 
 # The residual only has to fix what warping cannot (new content, lighting); keeping it small
 # stops the head from falling back to painting pixels, which is what the pixels head does.
@@ -37,75 +39,6 @@ FLOW_PARAMS = ("shared", "free")
 # Prior flows enter the backbone in backbone pixels times this, so motions of tens of pixels
 # become O(1) inputs like the frames themselves.
 PRIOR_INPUT_SCALE = 0.1
-
-
-# ---------------------------------------------------------------------------------------------
-# Warping
-
-def _dyadic_size(n: int) -> int:
-    """Smallest 2**p + 1 >= n."""
-    return 2 ** max(0, (n - 2).bit_length()) + 1
-
-
-def _pad_source(img: torch.Tensor) -> torch.Tensor:
-    """Replicate the right/bottom edge up to `2**p + 1` pixels (see `warp_many`)."""
-    h, w = img.shape[-2:]
-    hp, wp = _dyadic_size(h), _dyadic_size(w)
-    if (hp, wp) == (h, w):
-        return img
-    return F.pad(img, (0, wp - w, 0, hp - h), mode="replicate")
-
-
-def _grid(flows: torch.Tensor, hp: int, wp: int, scale: float = 1.0) -> torch.Tensor:
-    """Flows `(..., 2, H, W)` (pixels, times `scale`) -> contiguous grid `(..., H, W, 2)` for
-    `grid_sample(align_corners=True)` on a source of size `hp x wp`."""
-    h, w = flows.shape[-2:]
-    dev, dt = flows.device, flows.dtype
-    gx = torch.arange(w, device=dev, dtype=dt) * (2.0 / (wp - 1)) - 1.0
-    gy = (torch.arange(h, device=dev, dtype=dt) * (2.0 / (hp - 1)) - 1.0)[:, None]
-    # Each coordinate written into its slot of the interleaved grid from contiguous planes:
-    # ~2x faster than one multiply-add over the channel-last view of the flows, the same
-    # values, and differentiable (training and inference share it).
-    grid = flows.new_empty(*flows.shape[:-3], h, w, 2)
-    grid[..., 0] = torch.add(gx, flows[..., 0, :, :], alpha=2.0 * scale / (wp - 1))
-    grid[..., 1] = torch.add(gy, flows[..., 1, :, :], alpha=2.0 * scale / (hp - 1))
-    return grid
-
-
-def warp_many(img: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
-    """Warp each image by k flows in one `grid_sample` call, without copying the image k times.
-
-    img: `(N, C, H, W)`; flows: `(N, k, 2, H, W)` pixels (dx, dy). Returns `(N, k, C, H, W)`.
-
-    Exactness: grid_sample (align_corners=True) maps normalized `g` to `(g + 1) / 2 * (S - 1)`,
-    which float32 only gets exactly right for every integer position when `S - 1` is a power of
-    two. So the image is border-replicated on the right/bottom up to size `2**p + 1`: sampling
-    is then exact for integer flows, and border padding behaves exactly as on the original
-    image (the added pixels repeat the edge). The grids stack the k flows along the height.
-    """
-    n, c, h, w = img.shape
-    k = flows.shape[1]
-    if flows.shape != (n, k, 2, h, w):
-        raise ValueError(f"flows must be {(n, k, 2, h, w)}, got {tuple(flows.shape)}")
-    dtype = torch.promote_types(img.dtype, flows.dtype)
-    src = _pad_source(img.to(dtype))
-    grid = _grid(flows.to(dtype), *src.shape[-2:]).view(n, k * h, w, 2)
-    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    return out.view(n, c, k, h, w).transpose(1, 2).to(img.dtype)
-
-
-def backward_warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Sample `img` at `p + flow(p)` for every output pixel `p` (bilinear, border padding).
-
-    img: `(B, C, H, W)` float; flow: `(B, 2, H, W)` float in pixels, channel 0 = dx (to the
-    right), channel 1 = dy (down). Returns `(B, C, H, W)` in img's dtype:
-    `out[..., y, x] = img[..., y + dy, x + dx]`; an integer flow reproduces a translation
-    exactly (see `warp_many`).
-    """
-    b, _, h, w = img.shape
-    if flow.shape != (b, 2, h, w):
-        raise ValueError(f"flow must be {(b, 2, h, w)}, got {tuple(flow.shape)}")
-    return warp_many(img, flow.unsqueeze(1))[:, 0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,7 +254,7 @@ class FlowHead(nn.Module):
         if delta is not None:  # the prior's flow reversal, at the backbone's resolution
             fields[:, :4 * m] += delta
         if s > 1:
-            fields = F.interpolate(fields, size=(h, w), mode="bilinear", align_corners=False)
+            fields = upsample_bilinear(fields, s)
         flows = fields[:, :4 * m].view(b, 2, m, 2, h, w)  # backbone pixels
         if prior is not None:
             # The prior is in full-resolution pixels; `_grid` scales everything by s.
@@ -393,14 +326,14 @@ def prior_frames(x: torch.Tensor, pair: torch.Tensor, coef: torch.Tensor, t: tor
         cues, delta = _prior_cues(small, pair, coef, s, t, reversal)
         if delta is not None:
             if s > 1:
-                delta = F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=False)
+                delta = upsample_bilinear(delta, s)
             ft = ft + delta.view(b, 2, m, 2, h, w) * s
     mixed = torch.lerp(warp_many(x[:, 3:], ft[:, 1]), warp_many(x[:, :3], ft[:, 0]),
                        (1 - t).view(1, m, 1, 1, 1))
     if fallback != "none":
         beta = torch.sigmoid(_cue_fallback(small, cues, m))
         if s > 1:
-            beta = F.interpolate(beta, size=(h, w), mode="bilinear", align_corners=False)
+            beta = upsample_bilinear(beta, s)
         mixed = torch.lerp(mixed, _cross_fade(x, t), beta.unsqueeze(2))
     return mixed.clamp_(-1, 1).reshape(b, 3 * m, h, w)
 
