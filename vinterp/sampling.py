@@ -15,7 +15,7 @@ def _dyadic_size(n: int) -> int:
     return 2 ** max(0, (n - 2).bit_length()) + 1
 
 
-def _pad_source(img: torch.Tensor) -> torch.Tensor:
+def pad_source(img: torch.Tensor) -> torch.Tensor:
     """Replicate the right/bottom edge up to `2**p + 1` pixels (see `warp_many`)."""
     h, w = img.shape[-2:]
     hp, wp = _dyadic_size(h), _dyadic_size(w)
@@ -24,7 +24,7 @@ def _pad_source(img: torch.Tensor) -> torch.Tensor:
     return F.pad(img, (0, wp - w, 0, hp - h), mode="replicate")
 
 
-def _grid(flows: torch.Tensor, hp: int, wp: int, scale: float = 1.0) -> torch.Tensor:
+def sampling_grid(flows: torch.Tensor, hp: int, wp: int, scale: float = 1.0) -> torch.Tensor:
     """Flows `(..., 2, H, W)` (pixels, times `scale`) -> contiguous grid `(..., H, W, 2)` for
     `grid_sample(align_corners=True)` on a source of size `hp x wp`."""
     h, w = flows.shape[-2:]
@@ -56,8 +56,8 @@ def warp_many(img: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
     if flows.shape != (n, k, 2, h, w):
         raise ValueError(f"flows must be {(n, k, 2, h, w)}, got {tuple(flows.shape)}")
     dtype = torch.promote_types(img.dtype, flows.dtype)
-    src = _pad_source(img.to(dtype))
-    grid = _grid(flows.to(dtype), *src.shape[-2:]).view(n, k * h, w, 2)
+    src = pad_source(img.to(dtype))
+    grid = sampling_grid(flows.to(dtype), *src.shape[-2:]).view(n, k * h, w, 2)
     out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out.view(n, c, k, h, w).transpose(1, 2).to(img.dtype)
 

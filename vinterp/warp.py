@@ -28,7 +28,7 @@ from vinterp.motion import (
     flows_at,
     prior_channels,
 )
-from vinterp.sampling import _grid, _pad_source, backward_warp, upsample_bilinear, warp_many
+from vinterp.sampling import backward_warp, pad_source, sampling_grid, upsample_bilinear, warp_many
 
 # The residual only has to fix what warping cannot (new content, lighting); keeping it small
 # stops the head from falling back to painting pixels, which is what the pixels head does.
@@ -263,8 +263,8 @@ class FlowHead(nn.Module):
         residual = fields[:, 5 * m:8 * m].view(b, m, 3, h, w)
 
         # One grid_sample call for all 2m warps: source (B*2, 3, H', W'), grid (B*2, m*H, W, 2).
-        src = _pad_source(x.reshape(b * 2, 3, h, w))
-        grid = _grid(flows, *src.shape[-2:], scale=s).view(b * 2, m * h, w, 2)
+        src = pad_source(x.reshape(b * 2, 3, h, w))
+        grid = sampling_grid(flows, *src.shape[-2:], scale=s).view(b * 2, m * h, w, 2)
         warped = F.grid_sample(src, grid, mode="bilinear", padding_mode="border",
                                align_corners=True).view(b, 2, 3, m, h, w)
         w0, w1 = warped[:, 0].transpose(1, 2), warped[:, 1].transpose(1, 2)  # (B, m, 3, H, W)
