@@ -1,13 +1,14 @@
 """Fit the cross-fade fallback's constants (`vinterp.motion.FALLBACK_*`) on TRAINING clips.
 
-    .venv/bin/python benchmarks/fallback_fit.py --windows 12 --size 360
+    .venv/bin/python benchmarks/fallback_fit.py --windows 12 --size 360 [--reversal 4] [--wide]
 
 Windows of 7 frames at frame step 1 with their neighbouring inputs (as benchmarks/
 motion_stack.py), spread over each clip; the stream prior's flows (the default model's flow
 method and velocity candidate; the fit in docs/training.md predates both and used luma DIS)
-are computed once per window, then every (sigma, bias, blur, pool) of the grid is scored
-through `warp.prior_frames` (PSNR dB of the 5 in-betweens, mean per clip). Prints each clip's
-best setting and the settings with the best mean gain over `stream` across clips, with the
+are computed once per window, then every (sigma, bias, blur, pool) of the grid (`GRID`, or
+`WIDE_GRID`) is scored through `warp.prior_frames` with `--reversal` flow-reversal steps
+(PSNR dB of the 5 in-betweens, mean per clip). Prints each clip's best
+setting and the settings with the best mean gain over `stream` across clips, with the
 worst clip's gain beside it. The held-out clips (sam2_bedroom, sam2_05_default_juggle,
 intel_one-by-one-person-detection) are never used here: they only score the chosen setting,
 with `vinterp evaluate`.
@@ -39,6 +40,8 @@ TRAINING_CLIPS = ("sam2_01_dog.mp4", "sam2_02_cups.mp4", "sam2_03_blocks.mp4",
                   "blender_sintel_snow.mp4", "asl_gestures/bird.mkv", "asl_gestures/book.mkv")
 GRID = {"FALLBACK_SIGMA": (3.0, 5.0), "FALLBACK_BIAS": (-3.0, 0.0, 3.0),
         "FALLBACK_BLUR": (3, 5), "FALLBACK_FADE_POOL": (5, 7)}
+WIDE_GRID = {"FALLBACK_SIGMA": (3.0, 5.0, 8.0), "FALLBACK_BIAS": (-6.0, -3.0, 0.0),
+             "FALLBACK_BLUR": (3, 5), "FALLBACK_FADE_POOL": (5, 7)}
 T = torch.arange(1, 6, dtype=torch.float32) / 6
 
 
@@ -78,18 +81,24 @@ def main() -> None:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "videos"))
     ap.add_argument("--windows", type=int, default=12)
     ap.add_argument("--size", type=int, default=360)
+    ap.add_argument("--reversal", type=int, default=0,
+                    help="flow-reversal steps of the prior (the shipped model runs 4)")
+    ap.add_argument("--wide", action="store_true", help="a wider grid (WIDE_GRID)")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    settings = list(itertools.product(*GRID.values()))
+    grid = WIDE_GRID if args.wide else GRID
+    settings = list(itertools.product(*grid.values()))
     gains = {s: [] for s in settings}
     for clip in TRAINING_CLIPS:
         base, scores = [], {s: [] for s in settings}
         for win, x, (pair, coef) in windows(Path(args.data) / clip, args.windows, args.size):
-            base.append(psnr(prior_frames(x, pair, coef, T, fallback="none"), win))
+            base.append(psnr(prior_frames(x, pair, coef, T, fallback="none",
+                                          reversal=args.reversal), win))
             for s in settings:
-                for name, value in zip(GRID, s, strict=True):
+                for name, value in zip(grid, s, strict=True):
                     setattr(motion, name, value)
-                scores[s].append(psnr(prior_frames(x, pair, coef, T), win))
+                scores[s].append(psnr(prior_frames(x, pair, coef, T, reversal=args.reversal),
+                                      win))
         for s in settings:
             gains[s].append(np.mean(scores[s]) - np.mean(base))
         best = max(settings, key=lambda s: gains[s][-1])
