@@ -381,7 +381,8 @@ def upsample(input, output, model, fps, factor, slowmo, stretch_audio, input_fps
     from vinterp.checkpoint import CheckpointError
     from vinterp.inference import InferenceError
     from vinterp.upsample import upsample_file
-    from vinterp.video_io import EncodeSettings, VideoIOError
+    from vinterp.video_io import VideoIOError
+    from vinterp.video_out import EncodeSettings
 
     if output is None:
         src = Path(input)

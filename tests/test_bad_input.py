@@ -601,7 +601,7 @@ def test_a_sequence_commit_cut_short_is_undone_or_finished(tmp_path, phase):
     """`_commit_sequence` into a folder holding other files: a kill in phase 1 (old frames
     being moved aside) restores the old sequence; in phase 2 (new frames coming in) the next
     run completes the new one. Never a mix."""
-    from vinterp.video_io import recover_output
+    from vinterp.video_out import recover_output
 
     folder = tmp_path / "seq"
     folder.mkdir()

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from vinterp.video_io import FrameWriter
+from vinterp.video_out import FrameWriter
 
 _END = object()
 

@@ -25,15 +25,13 @@ from vinterp.blend import blend_frames
 from vinterp.devices import reuse_freed_memory
 from vinterp.inference import InferenceError, Interpolator
 from vinterp.pipeline import InOrder, Prefetch, Sink, plan_threads, torch_threads
-from vinterp.video_io import (
+from vinterp.video_io import VideoIOError, open_source, snap_fps
+from vinterp.video_out import (
     EncodeSettings,
     FrameWriter,
-    VideoIOError,
     check_output,
     is_sequence,
-    open_source,
     recover_output,
-    snap_fps,
 )
 
 # --- timing ----------------------------------------------------------------------------------
