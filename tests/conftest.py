@@ -32,3 +32,11 @@ def dataset(tmp_path: Path) -> Path:
         "c": (moving_square(10, 40, 48, size=10, vx=3, seed=3), "val"),
     }
     return write_prepared(tmp_path / "prepared", seqs, stride=2)
+
+
+@pytest.fixture(scope="session")
+def assets(tmp_path_factory) -> Path:
+    """The fault tests' inputs (faults.build_assets), made once; cases copy what they use."""
+    from faults import build_assets
+
+    return build_assets(tmp_path_factory.mktemp("assets"))
