@@ -86,17 +86,25 @@ def long_clip(tmp_path_factory) -> Path:
                        audio=True)
 
 
+def _interrupt_on_progress(sig: signal.Signals, args: list[str], assets: Path, long_clip: Path,
+                           work: Path, says: str) -> None:
+    """`vinterp ARGS` on the long clip with the tiny model, `sig` at its first progress
+    update: one interrupt line saying `says`, and the folder exactly as before."""
+    shutil.copy(long_clip, work / "long.mp4")
+    copy_asset(assets, "model.pt", work)
+    before = snapshot(work)
+    child = Child(args, work)
+    child.wait_for(child.progressed(args[0]), "a progress update")
+    child.proc.send_signal(sig)
+    _interrupted(*child.finish(), sig, says)
+    assert snapshot(work) == before
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_upsample_video_signal(sig, assets, long_clip, tmp_path):
-    shutil.copy(long_clip, tmp_path / "long.mp4")
-    copy_asset(assets, "model.pt", tmp_path)
-    before = snapshot(tmp_path)
-    child = Child(["upsample", "long.mp4", "-o", "out.mp4", "--model", "model.pt",
-                   "--threads", "1", "--preset", "veryslow"], tmp_path)
-    child.wait_for(child.progressed("upsample"), "a progress update")
-    child.proc.send_signal(sig)
-    _interrupted(*child.finish(), sig, "the partial output was removed")
-    assert snapshot(tmp_path) == before
+    _interrupt_on_progress(sig, ["upsample", "long.mp4", "-o", "out.mp4", "--model", "model.pt",
+                                 "--threads", "1", "--preset", "veryslow"],
+                           assets, long_clip, tmp_path, "the partial output was removed")
 
 
 def _partial_frames(folder: Path, name: str) -> Callable[[], bool]:
@@ -186,15 +194,9 @@ def test_prepare_signal_keeps_the_old_dataset(sig, assets, long_clip, tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_evaluate_signal(sig, assets, long_clip, tmp_path):
-    shutil.copy(long_clip, tmp_path / "long.mp4")
-    copy_asset(assets, "model.pt", tmp_path)
-    before = snapshot(tmp_path)
-    child = Child(["evaluate", "long.mp4", "--model", "model.pt", "--baselines", "dis",
-                   "--size", "0", "-o", "ev"], tmp_path)
-    child.wait_for(child.progressed("evaluate"), "a progress update")
-    child.proc.send_signal(sig)
-    _interrupted(*child.finish(), sig, "nothing was written to ev")
-    assert snapshot(tmp_path) == before
+    _interrupt_on_progress(sig, ["evaluate", "long.mp4", "--model", "model.pt", "--baselines",
+                                 "dis", "--size", "0", "-o", "ev"],
+                           assets, long_clip, tmp_path, "nothing was written to ev")
 
 
 def test_train_sigint(assets, tmp_path):
