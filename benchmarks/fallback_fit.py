@@ -7,9 +7,9 @@ motion_stack.py), spread over each clip; the stream prior's flows (the default m
 method and velocity candidate; the fit in docs/training.md predates both and used luma DIS)
 are computed once per window, then every (sigma, bias, blur, pool) of the grid (`GRID`, or
 `WIDE_GRID`) is scored through `warp.prior_frames` with `--reversal` flow-reversal steps
-(PSNR dB of the 5 in-betweens, mean per clip). Prints each clip's best
-setting and the settings with the best mean gain over `stream` across clips, with the
-worst clip's gain beside it. The held-out clips (sam2_bedroom, sam2_05_default_juggle,
+(PSNR dB of the 5 in-betweens, mean per clip). Prints each clip's best setting and the
+settings with the best mean gain over `stream` across clips, with the worst clip's gain
+beside it. The held-out clips (sam2_bedroom, sam2_05_default_juggle,
 intel_one-by-one-person-detection) are never used here: they only score the chosen setting,
 with `vinterp evaluate`.
 """

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from faults import VINTERP, copy_asset, screen, snapshot
 
 from cli import main
+from faults import VINTERP, copy_asset, screen, snapshot
 
 # --- in-process cases ----------------------------------------------------------------------
 

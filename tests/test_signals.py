@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from faults import VINTERP, copy_asset, screen, snapshot
 
 from cli import main
+from faults import VINTERP, copy_asset, screen, snapshot
 from synth import moving_square, write_video
 
 # --- signals -------------------------------------------------------------------------------

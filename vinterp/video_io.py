@@ -33,7 +33,6 @@ class VideoIOError(Exception):
     """An input or output problem the user can fix; the message is one line."""
 
 
-
 @dataclass(frozen=True)
 class SourceInfo:
     """What is known about an input before decoding it."""
