@@ -82,3 +82,50 @@ def test_fallback_needs_a_flow_prior():
         ModelConfig(fallback="blend")
     with pytest.raises(ConfigError, match="fallback"):
         ModelConfig(fallback="wipe", flow_prior="stream", n_in=4)
+
+
+MIXED = ModelConfig(**{**FALLBACK.__dict__, "flow_reversal": 4, "reversal_mix": 1 / 3})
+
+
+def test_untrained_model_with_reversal_mix_is_prior_frames_with_it():
+    """The shipped model's second motion hypothesis (the flows read in place, mixed in at 1/3):
+    the untrained model is `prior_frames` with the same mix, which differs from the reversed
+    reading alone where the motion accelerates."""
+    ins = [_moved(x) for x in (30, 40, 54, 72)]  # accelerating: the readings differ
+    x = model_input(ins)
+    G = build_generator(MIXED).eval()
+    with torch.no_grad():
+        got = G(x)
+        pair, coef = G.prior_spec().flows(x, G.flow_cache)
+    ends = x[:, 3:9]
+    want = prior_frames(ends, pair, coef, T, 4, reversal=4, reversal_mix=1 / 3)
+    assert (got - want).abs().max() <= 1e-4
+    assert (want - prior_frames(ends, pair, coef, T, 4, reversal=4)).abs().max() > 0.05
+
+
+def test_reversal_mix_is_the_weighted_mean_of_both_readings_in_the_head():
+    """Without a fallback, the untrained head mixing the readings is, at the middle
+    in-betweens (1/4 < t < 3/4: the 2nd to 4th of 5), exactly (1 - w) x the reversed head plus
+    w x the head reading the same prior in place (reversal 0), and the reversed head elsewhere."""
+    cfg = {**MIXED.__dict__, "fallback": "none"}
+    ins = [_moved(x) for x in (30, 40, 54, 72)]
+    x = model_input(ins)
+    outs = []
+    for rev, mix in ((4, 0.25), (4, 0.0), (0, 0.0)):
+        G = build_generator(ModelConfig(**{**cfg, "flow_reversal": rev, "reversal_mix": mix}))
+        with torch.no_grad():
+            outs.append(G.eval()(x))
+    mixed, reversed_, in_place = (o.view(5, 3, *o.shape[-2:]) for o in outs)
+    torch.testing.assert_close(mixed[1:4], 0.75 * reversed_[1:4] + 0.25 * in_place[1:4],
+                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(mixed[[0, 4]], reversed_[[0, 4]], atol=1e-5, rtol=0)
+    assert (reversed_ - in_place)[1:4].abs().max() > 0.05
+
+
+def test_reversal_mix_keeps_a_static_pair_and_is_validated():
+    f = background(64, 96, seed=2)
+    with torch.no_grad():
+        got = model_frames(build_generator(MIXED).eval()(model_input([f, f, f, f])))
+    assert np.abs(got - f[None].astype(np.float64)).max() <= 1.0
+    with pytest.raises(ConfigError, match="reversal_mix"):
+        ModelConfig(**{**MIXED.__dict__, "reversal_mix": 1.0})

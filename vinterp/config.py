@@ -257,6 +257,13 @@ class ModelConfig:
     flow_reversal: int = _opt(0, "model", "flow head with a prior: fixed-point steps of flow "
                               "reversal at the backbone's resolution (0: the prior's flows "
                               "read in place)", AtLeast(0))
+    # Flow head with flow reversal only: where the motion is uncertain the squared error's
+    # optimum is the mean of the plausible frames. The flows read in place are a second motion
+    # hypothesis beside the reversed ones; the frames they warp are averaged in with this
+    # weight (warp.FlowHead). 0 for checkpoints from before it.
+    reversal_mix: float = _opt(0.0, "model", "flow head with flow reversal: weight of the "
+                               "frames warped by the flows read in place, averaged with the "
+                               "reversed flows' frames (0: off)", Fraction())
     # Flow head with a prior only: scale the learned corrections, masks and residuals by a gate
     # that is 0 where the prior's flows explain the endpoints (see warp.prior_gate), so the
     # learned part cannot degrade static or well-estimated regions.

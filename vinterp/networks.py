@@ -335,7 +335,8 @@ def build_generator(cfg: ModelConfig) -> nn.Module:
                     cfg.corr_radius, backbone_multiple=_backbone_multiple(cfg),
                     prior=cfg.flow_prior, gated=cfg.prior_gate, fallback=cfg.fallback,
                     flow_method=cfg.flow_method, velocity=cfg.velocity_candidate,
-                    reversal=cfg.flow_reversal, backward=cfg.backward_flows)
+                    reversal=cfg.flow_reversal, backward=cfg.backward_flows,
+                    reversal_mix=cfg.reversal_mix)
 
 
 def build_discriminator(cfg: ModelConfig) -> nn.Module:
