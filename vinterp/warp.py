@@ -306,8 +306,8 @@ class FlowHead(nn.Module):
             both = grid.new_empty(b, 2, k, h, w, 2)
             both[:, :, m:] = grid[:, :, mid]
             for c, n in enumerate(reversed(src.shape[-2:])):  # x by the width, y the height
-                torch.add(grid[..., c], delta[:, :, :, c], alpha=2.0 * s / (n - 1),
-                          out=both[:, :, :m, ..., c])
+                both[:, :, :m, ..., c] = torch.add(grid[..., c], delta[:, :, :, c],
+                                                   alpha=2.0 * s / (n - 1))
             grid = both
         warped = F.grid_sample(src, grid.view(b * 2, k * h, w, 2), mode="bilinear",
                                padding_mode="border", align_corners=True).view(b, 2, 3, k, h, w)
