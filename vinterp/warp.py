@@ -259,22 +259,25 @@ class FlowHead(nn.Module):
         # The head's slicing wants NCHW; the padding is cut first, so less is reordered.
         raw = raw[..., :hs, :ws].float().contiguous()
         fields = self._fields(raw if gate is None else raw * gate, fb)
-        mixing = delta is not None and self.reversal_mix > 0
-        if delta is not None and not mixing:  # the prior's flow reversal, at 1/s resolution
+        undo = None  # the reversal's change at the `mix_times`, for their in-place reading
+        if delta is not None:  # the prior's flow reversal, at 1/s resolution
             fields[:, :4 * m] += delta
+            if self.reversal_mix > 0 and self.mix_times.stop > self.mix_times.start:
+                undo = delta.view(b, 2, m, 2, hs, ws)[:, :, self.mix_times]
+                undo = undo.reshape(b, -1, hs, ws)
         if s > 1:
             fields = upsample_bilinear(fields, s)
-            if mixing:
-                delta = upsample_bilinear(delta, s)
+            if undo is not None:
+                undo = upsample_bilinear(undo, s)
         flows = fields[:, :4 * m].view(b, 2, m, 2, h, w)  # backbone pixels
         if prior is not None:
             # The prior is in full-resolution pixels; `_grid` scales everything by s.
             flows = add_flows_at(flows, prior[1], self.t, 1.0 / s)
         mask = fields[:, 4 * m:5 * m].unsqueeze(2)
         residual = fields[:, 5 * m:8 * m].view(b, m, 3, h, w)
-        if mixing:  # flows is the in-place reading; the reversed one adds delta
-            delta = delta.view(b, 2, m, 2, h, w)
-        w0, w1, mixed = self._warp_blend(x, flows, delta if mixing else None, mask, s)
+        if undo is not None:
+            undo = undo.view(b, 2, -1, 2, h, w)
+        w0, w1, mixed = self._warp_blend(x, flows, undo, mask, s)
         beta = None
         if fb is not None:
             beta = fields[:, 8 * m:].unsqueeze(2)
@@ -282,32 +285,30 @@ class FlowHead(nn.Module):
         frames = (residual + mixed).clamp_(-1, 1).view(b, 3 * m, h, w)
         if not aux:
             return frames, {}
-        if mixing:  # the reversed reading is the main one
-            flows = flows + delta
         out = {"flow0": flows[:, 0] * s, "flow1": flows[:, 1] * s,
                "mask": mask, "residual": residual, "warped0": w0, "warped1": w1}
         if beta is not None:
             out["fallback"] = beta
         return frames, out
 
-    def _warp_blend(self, x: torch.Tensor, flows: torch.Tensor, delta: torch.Tensor | None,
+    def _warp_blend(self, x: torch.Tensor, flows: torch.Tensor, undo: torch.Tensor | None,
                     mask: torch.Tensor, s: int) -> tuple[torch.Tensor, ...]:
         """Both endpoints of x `(B, 6, H, W)` warped by flows `(B, 2, m, 2, H, W)` (backbone
         pixels) in one `grid_sample` call and blended by mask `(B, m, 1, H, W)`: (w0, w1 `(B, m,
-        3, H, W)`, blend). Given `delta` (the flow reversal's change, same shape) the warps are
-        of `flows + delta`, and the in-betweens in `mix_times` are also warped by `flows`
-        alone, blended the same way and mixed in with weight `reversal_mix`."""
+        3, H, W)`, blend). Given `undo` `(B, 2, k, 2, H, W)`, the flow reversal's change at the
+        k in-betweens of `mix_times`, those are also warped by `flows - undo` (the prior read in
+        place), blended the same way and mixed in with weight `reversal_mix`."""
         b, _, m, _, h, w = flows.shape
         src = pad_source(x.reshape(b * 2, 3, h, w))
         grid = sampling_grid(flows, *src.shape[-2:], scale=s)  # (B, 2, m, H, W, 2)
-        mid = self.mix_times if delta is not None else slice(0, 0)
+        mid = self.mix_times if undo is not None else slice(0, 0)
         k = m + mid.stop - mid.start
-        if k > m:  # [reversed, m | in place, mid]: one buffer, no stacked copies of the flows
+        if k > m:  # [reversed, m | in place, mid] in one buffer, for one grid_sample call
             both = grid.new_empty(b, 2, k, h, w, 2)
-            both[:, :, m:] = grid[:, :, mid]
+            both[:, :, :m] = grid
             for c, n in enumerate(reversed(src.shape[-2:])):  # x by the width, y the height
-                both[:, :, :m, ..., c] = torch.add(grid[..., c], delta[:, :, :, c],
-                                                   alpha=2.0 * s / (n - 1))
+                both[:, :, m:, ..., c] = torch.add(grid[:, :, mid, ..., c], undo[:, :, :, c],
+                                                   alpha=-2.0 * s / (n - 1))
             grid = both
         warped = F.grid_sample(src, grid.view(b * 2, k * h, w, 2), mode="bilinear",
                                padding_mode="border", align_corners=True).view(b, 2, 3, k, h, w)
