@@ -424,8 +424,11 @@ _DEFAULT_TRAIN = dict(crop=256, batch_size=4, lr=1e-4, beta1=0.9, n_epochs=2, n_
 # scratch learns motion more steadily, the squared error then adds PSNR where motion is
 # uncertain, and a little L1 keeps the SSIM it costs: docs/training.md, runs Y, YM and YR).
 # The second stage also runs the prior's flow reversal for 4 steps instead of 2: the same
-# weights, closer reversed flows (+0.009 dB classically), which it learns to use.
-_FINETUNE_MODEL = dict(flow_reversal=4)
+# weights, closer reversed flows (+0.009 dB classically), which it learns to use; mixes the
+# flows read in place into the middle in-betweens (+0.017 dB held-out, docs/networks.md); and
+# pads each U-Net level itself, which on 256 px crops is the same network and at 640x360
+# pays for most of the mix's extra warps.
+_FINETUNE_MODEL = dict(flow_reversal=4, reversal_mix=1 / 3, unet_padding="levels")
 PRESETS: dict[str, Preset] = {
     "default": Preset(
         summary="the shipped model's first stage (then --preset finetune): 4:5 flow head "
@@ -439,7 +442,8 @@ PRESETS: dict[str, Preset] = {
     "finetune": Preset(
         summary="the shipped model's second stage: the default preset's run "
                 "(runs/default/latest.pt) fine-tuned on the mean squared error x1000 with L1 "
-                "x50 and 4 flow-reversal steps, Adam lr 5e-5, 1+1 epochs; writes runs/finetune",
+                "x50, 4 flow-reversal steps with the in-place reading mixed in at 1/3, U-Net "
+                "padding per level, Adam lr 5e-5, 1+1 epochs; writes runs/finetune",
         model={**_DEFAULT_MODEL, **_FINETUNE_MODEL},
         train={**_DEFAULT_TRAIN, "init_from": "runs/default/latest.pt", "out": "runs/finetune",
                "lr": 5e-5, "n_epochs": 1, "n_epochs_decay": 1, "lambda_l1": 50.0,
