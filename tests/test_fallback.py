@@ -12,7 +12,7 @@ from vinterp.baselines import fallback_interpolate
 from vinterp.config import ConfigError, ModelConfig
 from vinterp.motion import motion_coefficients
 from vinterp.networks import build_generator
-from vinterp.warp import prior_frames
+from vinterp.warp import mix_times, prior_frames
 
 FALLBACK = ModelConfig(n_in=4, netG="unet_32", ngf=8, flow_downscale=4, flow_prior="stream",
                        flow_method="dis_colour", velocity_candidate=True, flow_reversal=2,
@@ -139,3 +139,12 @@ def test_reversal_mix_trains():
     target = torch.zeros(1, 15, *x.shape[-2:])
     (G(x) - target).abs().mean().backward()
     assert G.backbone.last.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(("m", "want"), [(5, (1, 4)), (1, (0, 1)), (2, (0, 2)), (3, (1, 2)),
+                                         (7, (2, 5))])
+def test_mix_times_are_the_in_betweens_strictly_inside_a_quarter_of_the_ends(m, want):
+    got = mix_times(m)
+    assert (got.start, got.stop) == want
+    t = [(k + 1) / (m + 1) for k in range(m)]
+    assert all((0.25 < tk < 0.75) == (got.start <= k < got.stop) for k, tk in enumerate(t))

@@ -338,16 +338,16 @@ def prior_gate(errors: torch.Tensor) -> torch.Tensor:
     return (e / GATE_ERROR).clamp_(0, 1)
 
 
-@torch.no_grad()
 def mix_times(m: int) -> slice:
     """The in-betweens (of m, at t = k / (m + 1)) that `reversal_mix` applies to: 1/4 < t <
-    3/4. On 4 windows of each of 8 training clips (the shipped weights, weight 1/3) these
+    3/4. On 4 windows of each of 8 training clips (run YR's weights, weight 1/3) these
     three of five held 85% of the gain of mixing all five (+0.023 against +0.027 dB mean,
     worst clip -0.007 against -0.023), for 60% of the extra warps."""
     mid = [k for k in range(m) if m + 1 < 4 * (k + 1) < 3 * (m + 1)]
     return slice(mid[0], mid[-1] + 1) if mid else slice(0, 0)
 
 
+@torch.no_grad()
 def prior_frames(x: torch.Tensor, pair: torch.Tensor, coef: torch.Tensor, t: torch.Tensor,
                  downscale: int = 4, fallback: str = "blend", reversal: int = 0,
                  reversal_mix: float = 0.0) -> torch.Tensor:
