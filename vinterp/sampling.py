@@ -24,9 +24,11 @@ def pad_source(img: torch.Tensor) -> torch.Tensor:
     return F.pad(img, (0, wp - w, 0, hp - h), mode="replicate")
 
 
-def sampling_grid(flows: torch.Tensor, hp: int, wp: int, scale: float = 1.0) -> torch.Tensor:
+def sampling_grid(flows: torch.Tensor, hp: int, wp: int, scale: float = 1.0,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
     """Flows `(..., 2, H, W)` (pixels, times `scale`) -> contiguous grid `(..., H, W, 2)` for
-    `grid_sample(align_corners=True)` on a source of size `hp x wp`."""
+    `grid_sample(align_corners=True)` on a source of size `hp x wp`; written into `out` (a
+    view of that shape, e.g. part of a larger grid) when given."""
     h, w = flows.shape[-2:]
     dev, dt = flows.device, flows.dtype
     gx = torch.arange(w, device=dev, dtype=dt) * (2.0 / (wp - 1)) - 1.0
@@ -34,7 +36,7 @@ def sampling_grid(flows: torch.Tensor, hp: int, wp: int, scale: float = 1.0) -> 
     # Each coordinate written into its slot of the interleaved grid from contiguous planes:
     # ~2x faster than one multiply-add over the channel-last view of the flows, the same
     # values, and differentiable (training and inference share it).
-    grid = flows.new_empty(*flows.shape[:-3], h, w, 2)
+    grid = flows.new_empty(*flows.shape[:-3], h, w, 2) if out is None else out
     grid[..., 0] = torch.add(gx, flows[..., 0, :, :], alpha=2.0 * scale / (wp - 1))
     grid[..., 1] = torch.add(gy, flows[..., 1, :, :], alpha=2.0 * scale / (hp - 1))
     return grid

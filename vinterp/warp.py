@@ -148,8 +148,10 @@ class FlowHead(nn.Module):
         self.reversal = int(reversal) if prior != "none" else 0
         if not 0 <= reversal_mix < 1:
             raise ValueError(f"reversal_mix must be in [0, 1), got {reversal_mix}")
-        self.reversal_mix = float(reversal_mix) if self.reversal else 0.0
         self.mix_times = mix_times(n_out)
+        # Nothing to mix without the reversal, or without in-betweens in the middle (m = 0).
+        mixable = self.reversal and self.mix_times.stop > self.mix_times.start
+        self.reversal_mix = float(reversal_mix) if mixable else 0.0
         self.out_channels = head_channels(n_out, param, fallback)
         t = torch.arange(1, n_out + 1, dtype=torch.float32) / (n_out + 1)
         # Not saved in checkpoints: fully determined by n_out.
@@ -262,7 +264,7 @@ class FlowHead(nn.Module):
         undo = None  # the reversal's change at the `mix_times`, for their in-place reading
         if delta is not None:  # the prior's flow reversal, at 1/s resolution
             fields[:, :4 * m] += delta
-            if self.reversal_mix > 0 and self.mix_times.stop > self.mix_times.start:
+            if self.reversal_mix > 0:
                 undo = delta.view(b, 2, m, 2, hs, ws)[:, :, self.mix_times]
                 undo = undo.reshape(b, -1, hs, ws)
         if s > 1:
@@ -300,16 +302,15 @@ class FlowHead(nn.Module):
         place), blended the same way and mixed in with weight `reversal_mix`."""
         b, _, m, _, h, w = flows.shape
         src = pad_source(x.reshape(b * 2, 3, h, w))
-        grid = sampling_grid(flows, *src.shape[-2:], scale=s)  # (B, 2, m, H, W, 2)
         mid = self.mix_times if undo is not None else slice(0, 0)
         k = m + mid.stop - mid.start
-        if k > m:  # [reversed, m | in place, mid] in one buffer, for one grid_sample call
-            both = grid.new_empty(b, 2, k, h, w, 2)
-            both[:, :, :m] = grid
+        # [reversed, m | in place, mid] in one buffer, for one grid_sample call
+        grid = flows.new_empty(b, 2, k, h, w, 2)
+        sampling_grid(flows, *src.shape[-2:], scale=s, out=grid[:, :, :m])
+        if k > m:
             for c, n in enumerate(reversed(src.shape[-2:])):  # x by the width, y the height
-                both[:, :, m:, ..., c] = torch.add(grid[:, :, mid, ..., c], undo[:, :, :, c],
+                grid[:, :, m:, ..., c] = torch.add(grid[:, :, mid, ..., c], undo[:, :, :, c],
                                                    alpha=-2.0 * s / (n - 1))
-            grid = both
         warped = F.grid_sample(src, grid.view(b * 2, k * h, w, 2), mode="bilinear",
                                padding_mode="border", align_corners=True).view(b, 2, 3, k, h, w)
         w0, w1 = warped[:, 0].transpose(1, 2), warped[:, 1].transpose(1, 2)  # (B, k, 3, H, W)
