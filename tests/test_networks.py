@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vinterp import sampling
 from vinterp.config import ModelConfig
 from vinterp.networks import (
     DISCRIMINATORS,
@@ -255,14 +256,32 @@ def test_backward_warp_half_pixel_is_bilinear_and_differentiable() -> None:
 
 
 def test_backward_warp_gives_the_same_values_in_training_and_inference() -> None:
-    """Inference builds the sampling grid plane by plane (no autograd there); training keeps
-    the differentiable path. Both must sample exactly the same points."""
+    """Inference on the CPU warps with OpenCV's remap (no autograd there); training keeps
+    grid_sample. Both must sample the same points: equal to float rounding."""
     img = _rand(2, 3, 37, 53)
     flow = torch.randn(2, 2, 37, 53) * 6
     with torch.no_grad():
         fast = backward_warp(img, flow)
     trained = backward_warp(img, flow.clone().requires_grad_(True))
-    assert torch.equal(fast, trained.detach())
+    assert trained.requires_grad
+    torch.testing.assert_close(fast, trained.detach(), atol=2e-6, rtol=0)
+    assert (fast - trained.detach()).abs().max() < 2e-6
+
+
+def test_remap_is_used_only_where_it_is_exact(monkeypatch) -> None:
+    """The OpenCV path is taken (without gradients, float32, on the CPU) only where this
+    OpenCV interpolates at float positions; otherwise grid_sample gives the same values."""
+    img = _rand(1, 3, 20, 30)
+    flow = torch.zeros(1, 2, 20, 30)
+    flow[:, 0] = 0.3
+    with torch.no_grad():
+        if sampling._remap_is_exact():  # OpenCV 5: channels-last memory underneath
+            assert backward_warp(img, flow).stride()[1] == 1
+        monkeypatch.setattr(sampling, "_remap_is_exact", lambda: False)
+        slow = backward_warp(img, flow)
+    assert slow.stride()[-1] == 1  # grid_sample's NCHW
+    torch.testing.assert_close(slow[..., :-1], 0.7 * img[..., :-1] + 0.3 * img[..., 1:],
+                               atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("factor", [1, 2, 3, 4])
@@ -332,8 +351,10 @@ def test_flow_head_reproduces_linear_motion_given_the_true_flow(downscale: int) 
         want = frame(k / (m + 1))
         got = out[:, 3 * (k - 1): 3 * k]
         torch.testing.assert_close(got[..., r:-r, r:-r], want[..., r:-r, r:-r], atol=1e-6, rtol=0)
-        assert torch.equal(aux["warped0"][:, k - 1, :, r:-r, r:-r], want[..., r:-r, r:-r])
-        assert torch.equal(aux["warped1"][:, k - 1, :, r:-r, r:-r], want[..., r:-r, r:-r])
+        # -t V and (1 - t) V are integers only to float rounding (t = k / 6 in float32)
+        for warped in (aux["warped0"], aux["warped1"]):
+            torch.testing.assert_close(warped[:, k - 1, :, r:-r, r:-r], want[..., r:-r, r:-r],
+                                       atol=1e-6, rtol=0)
     # And it is genuinely different from the blend the untrained model gives.
     assert (out - _blend(x, m))[..., r:-r, r:-r].abs().mean() > 0.1
 

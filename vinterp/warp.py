@@ -28,7 +28,13 @@ from vinterp.motion import (
     flows_at,
     prior_channels,
 )
-from vinterp.sampling import backward_warp, pad_source, sampling_grid, upsample_bilinear, warp_many
+from vinterp.sampling import (
+    backward_warp,
+    pixel_coords,
+    sample_at,
+    upsample_bilinear,
+    warp_many,
+)
 
 # The residual only has to fix what warping cannot (new content, lighting); keeping it small
 # stops the head from falling back to painting pixels, which is what the pixels head does.
@@ -296,29 +302,37 @@ class FlowHead(nn.Module):
     def _warp_blend(self, x: torch.Tensor, flows: torch.Tensor, undo: torch.Tensor | None,
                     mask: torch.Tensor, s: int) -> tuple[torch.Tensor, ...]:
         """Both endpoints of x `(B, 6, H, W)` warped by flows `(B, 2, m, 2, H, W)` (backbone
-        pixels) in one `grid_sample` call and blended by mask `(B, m, 1, H, W)`: (w0, w1 `(B, m,
+        pixels) in one `sample_at` call and blended by mask `(B, m, 1, H, W)`: (w0, w1 `(B, m,
         3, H, W)`, blend). Given `undo` `(B, 2, k, 2, H, W)`, the flow reversal's change at the
         k in-betweens of `mix_times`, those are also warped by `flows - undo` (the prior read in
         place), blended the same way and mixed in with weight `reversal_mix`."""
         b, _, m, _, h, w = flows.shape
-        src = pad_source(x.reshape(b * 2, 3, h, w))
         mid = self.mix_times if undo is not None else slice(0, 0)
         k = m + mid.stop - mid.start
-        # [reversed, m | in place, mid] in one buffer, for one grid_sample call
-        grid = flows.new_empty(b, 2, k, h, w, 2)
-        sampling_grid(flows, *src.shape[-2:], scale=s, out=grid[:, :, :m])
+        # [reversed, m | in place, mid] in one buffer, for one sampling call
+        coords = flows.new_empty(b, 2, k, 2, h, w)
+        pixel_coords(flows, scale=s, out=coords[:, :, :m])
         if k > m:
-            for c, n in enumerate(reversed(src.shape[-2:])):  # x by the width, y the height
-                grid[:, :, m:, ..., c] = torch.add(grid[:, :, mid, ..., c], undo[:, :, :, c],
-                                                   alpha=-2.0 * s / (n - 1))
-        warped = F.grid_sample(src, grid.view(b * 2, k * h, w, 2), mode="bilinear",
-                               padding_mode="border", align_corners=True).view(b, 2, 3, k, h, w)
-        w0, w1 = warped[:, 0].transpose(1, 2), warped[:, 1].transpose(1, 2)  # (B, k, 3, H, W)
-        blend = torch.lerp(w1[:, :m], w0[:, :m], mask)  # mask * w0 + (1 - mask) * w1
+            coords[:, :, m:] = torch.add(coords[:, :, mid], undo, alpha=-s)
+        warped = sample_at(x.reshape(b * 2, 3, h, w), coords.view(b * 2, k, 2, h, w))
+        warped = warped.view(b, 2, k, 3, h, w)
+        w0, w1 = warped[:, 0], warped[:, 1]  # (B, k, 3, H, W)
+        blend = _lerp(w1[:, :m], w0[:, :m], mask)  # mask * w0 + (1 - mask) * w1
         if k > m:
             in_place = torch.lerp(w1[:, m:], w0[:, m:], mask[:, mid])
             blend[:, mid] = torch.lerp(blend[:, mid], in_place, self.reversal_mix)
         return w0[:, :m], w1[:, :m], blend
+
+
+def _lerp(start: torch.Tensor, end: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """`torch.lerp`, its result contiguous whatever the inputs' layout: OpenCV's warps
+    (`sample_at`) are channels-last underneath, and the head's later views want NCHW. The
+    lerp writes it directly, with no copy after (where autograd allows `out=`)."""
+    if torch.is_grad_enabled() and (start.requires_grad or end.requires_grad
+                                    or weight.requires_grad):
+        return torch.lerp(start, end, weight).contiguous()
+    out = start.new_empty(torch.broadcast_shapes(start.shape, end.shape, weight.shape))
+    return torch.lerp(start, end, weight, out=out)
 
 
 # The learned part only acts where the prior's flows fail to explain the endpoints: its
@@ -432,7 +446,7 @@ def reverse_flows(flows: torch.Tensor, steps: int) -> torch.Tensor:
     out = field
     for _ in range(steps):
         out = warp_many(field, out.unsqueeze(1))[:, 0]
-    return out.view(b, 2, m, 2, h, w)
+    return out.reshape(b, 2, m, 2, h, w)
 
 
 def _prior_cues(small: torch.Tensor, pair: torch.Tensor, coef: torch.Tensor, s: int,
