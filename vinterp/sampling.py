@@ -1,7 +1,9 @@
-"""Resampling on the flow head's path: backward warps (`warp_many`, `backward_warp`) and the
-integer-factor bilinear upsampling of its low-resolution fields (`upsample_bilinear`).
+"""Resampling on the flow head's path: backward warps (`warp_many`, `backward_warp`, on
+`pixel_coords` and `sample_at`) and the integer-factor bilinear upsampling of its
+low-resolution fields (`upsample_bilinear`).
 
-Plain tensor code, no knowledge of models; `vinterp.warp` builds the flow head from it.
+Plain tensor code (with OpenCV's remap as a CPU engine), no knowledge of models;
+`vinterp.warp` builds the flow head from it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ def _dyadic_size(n: int) -> int:
 
 
 def pad_source(img: torch.Tensor) -> torch.Tensor:
-    """Replicate the right/bottom edge up to `2**p + 1` pixels (see `warp_many`)."""
+    """Replicate the right/bottom edge up to `2**p + 1` pixels (see `sample_at`)."""
     h, w = img.shape[-2:]
     hp, wp = _dyadic_size(h), _dyadic_size(w)
     if (hp, wp) == (h, w):
@@ -56,7 +58,11 @@ def sample_at(img: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     Without gradients on the CPU in float32 this is OpenCV's `remap`, where it interpolates
     in float (`_remap_is_exact`): the same values as `grid_sample` to float rounding, at less
     than half its CPU time (16 warps of 640x360 RGB: ~27 against ~60 ms on one thread).
-    Otherwise `grid_sample`, with the exactness fix of `warp_many`.
+    Otherwise `grid_sample`, made exact for integer positions: it maps normalized `g` to
+    `(g + 1) / 2 * (S - 1)`, which float32 only gets exactly right for every integer position
+    when `S - 1` is a power of two, so the image is border-replicated on the right/bottom up
+    to size `2**p + 1` (`pad_source`; border padding behaves exactly as on the original
+    image, the added pixels repeat the edge). The k position sets stack along the height.
     """
     n, c, h, w = img.shape
     k = coords.shape[1]
@@ -131,13 +137,8 @@ def warp_many(img: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
     """Warp each image by k flows in one call, without copying the image k times.
 
     img: `(N, C, H, W)`; flows: `(N, k, 2, H, W)` pixels (dx, dy). Returns `(N, k, C, H, W)`
-    (a view, not necessarily contiguous): `sample_at` the flows' `pixel_coords`.
-
-    Exactness: grid_sample (align_corners=True) maps normalized `g` to `(g + 1) / 2 * (S - 1)`,
-    which float32 only gets exactly right for every integer position when `S - 1` is a power of
-    two. So the image is border-replicated on the right/bottom up to size `2**p + 1`: sampling
-    is then exact for integer flows, and border padding behaves exactly as on the original
-    image (the added pixels repeat the edge). The grids stack the k flows along the height.
+    (a view, not necessarily contiguous): `sample_at` the flows' `pixel_coords`, so integer
+    flows reproduce translations exactly with either engine.
     """
     n, c, h, w = img.shape
     k = flows.shape[1]
