@@ -20,7 +20,7 @@ from vinterp.networks import (
     generator_multiple,
     patchgan_receptive_field,
 )
-from vinterp.sampling import backward_warp, upsample_bilinear
+from vinterp.sampling import backward_warp, upsample_bilinear, warp_many
 from vinterp.warp import FlowHead, head_channels
 
 
@@ -282,6 +282,18 @@ def test_remap_is_used_only_where_it_is_exact(monkeypatch) -> None:
     assert slow.stride()[-1] == 1  # grid_sample's NCHW
     torch.testing.assert_close(slow[..., :-1], 0.7 * img[..., :-1] + 0.3 * img[..., 1:],
                                atol=1e-5, rtol=0)
+
+
+def test_warp_many_of_a_half_precision_image_samples_like_float32() -> None:
+    """A float16 image with float32 flows is sampled in float32 (either engine) and returned
+    in float16."""
+    img = _rand(1, 3, 20, 30)
+    flows = torch.randn(1, 2, 2, 20, 30) * 3
+    with torch.no_grad():
+        half = warp_many(img.half(), flows)
+        full = warp_many(img, flows)
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float(), full, atol=2e-3, rtol=0)
 
 
 @pytest.mark.parametrize("factor", [1, 2, 3, 4])

@@ -70,7 +70,7 @@ def sample_at(img: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"coords must be {(n, k, 2, h, w)}, got {tuple(coords.shape)}")
     dtype = torch.promote_types(img.dtype, coords.dtype)
     if _remap_applies(img, coords, dtype):
-        return _remap(img, coords)
+        return _remap(img.to(dtype), coords.to(dtype))
     src = pad_source(img.to(dtype))
     grid = _normalized_grid(coords.to(dtype), *src.shape[-2:]).view(n, k * h, w, 2)
     out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=True)
@@ -94,6 +94,8 @@ _REMAP_MAX_CHANNELS = 4
 
 
 def _remap_applies(img: torch.Tensor, coords: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether `sample_at` may use OpenCV: CPU float32 tensors that need no gradient, images
+    OpenCV takes in one call, and an OpenCV that interpolates at float positions."""
     if img.device.type != "cpu" or coords.device.type != "cpu" or dtype != torch.float32:
         return False
     if torch.is_grad_enabled() and (img.requires_grad or coords.requires_grad):
@@ -122,9 +124,9 @@ def _remap(img: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
 
     n, c, h, w = img.shape
     k = coords.shape[1]
-    src = img.float().permute(0, 2, 3, 1).contiguous().numpy()
-    xy = coords.float().contiguous().numpy()
-    out = torch.empty(n, k, h, w, c)
+    src = img.permute(0, 2, 3, 1).contiguous().numpy()  # float32 (`_remap_applies`)
+    xy = coords.contiguous().numpy()
+    out = torch.empty(n, k, h, w, c, dtype=torch.float32)
     dst = out.numpy()
     for i in range(n):
         for j in range(k):
