@@ -155,9 +155,7 @@ class FlowHead(nn.Module):
         if not 0 <= reversal_mix < 1:
             raise ValueError(f"reversal_mix must be in [0, 1), got {reversal_mix}")
         self.mix_times = mix_times(n_out)
-        # Nothing to mix without the reversal, or without in-betweens in the middle (m = 0).
-        mixable = self.reversal and self.mix_times.stop > self.mix_times.start
-        self.reversal_mix = float(reversal_mix) if mixable else 0.0
+        self.reversal_mix = mix_weight(self.reversal, reversal_mix, n_out)
         self.out_channels = head_channels(n_out, param, fallback)
         t = torch.arange(1, n_out + 1, dtype=torch.float32) / (n_out + 1)
         # Not saved in checkpoints: fully determined by n_out.
@@ -279,7 +277,7 @@ class FlowHead(nn.Module):
                 undo = upsample_bilinear(undo, s)
         flows = fields[:, :4 * m].view(b, 2, m, 2, h, w)  # backbone pixels
         if prior is not None:
-            # The prior is in full-resolution pixels; `_grid` scales everything by s.
+            # The prior is in full-resolution pixels; `_warp_blend` scales everything by s.
             flows = add_flows_at(flows, prior[1], self.t, 1.0 / s)
         mask = fields[:, 4 * m:5 * m].unsqueeze(2)
         residual = fields[:, 5 * m:8 * m].view(b, m, 3, h, w)
@@ -362,6 +360,13 @@ def mix_times(m: int) -> slice:
     return slice(mid[0], mid[-1] + 1) if mid else slice(0, 0)
 
 
+def mix_weight(reversal: int, reversal_mix: float, m: int) -> float:
+    """The weight `reversal_mix` takes: 0 where there is nothing to mix (no flow reversal, so
+    both readings are the same, or no in-between among the `mix_times`)."""
+    mid = mix_times(m)
+    return float(reversal_mix) if reversal and mid.stop > mid.start else 0.0
+
+
 @torch.no_grad()
 def prior_frames(x: torch.Tensor, pair: torch.Tensor, coef: torch.Tensor, t: torch.Tensor,
                  downscale: int = 4, fallback: str = "blend", reversal: int = 0,
@@ -390,10 +395,10 @@ def prior_frames(x: torch.Tensor, pair: torch.Tensor, coef: torch.Tensor, t: tor
                 delta = upsample_bilinear(delta, s)
             ft = ft + delta.view(b, 2, m, 2, h, w) * s
     mixed = _time_blend(x, ft, t)
-    mid = mix_times(m)
-    if reversal and reversal_mix and mid.stop > mid.start:
+    weight, mid = mix_weight(reversal, reversal_mix, m), mix_times(m)
+    if weight:
         mixed[:, mid] = torch.lerp(mixed[:, mid], _time_blend(x, in_place[:, :, mid], t[mid]),
-                                   reversal_mix)
+                                   weight)
     if fallback != "none":
         beta = torch.sigmoid(_cue_fallback(small, cues, m))
         if s > 1:
